@@ -1,0 +1,62 @@
+# jupyterhub-baremetal: set up, try in a sandbox, test, benchmark.
+# `make sandbox` = set up + converge the playbook into a throwaway local systemd host container.
+# `make test`    = the whole test suite against real Docker, JupyterHub, systemd and Prometheus.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+CACHE ?= /var/cache/jbm
+CHP_VERSION ?= 5.3.0
+APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
+	chromium-driver nodejs npm gcc make ufw openssh-server systemd ca-certificates
+
+.PHONY: deps apt venv chp dockerd images test unit integration system bench lint sandbox clean
+
+deps: apt venv chp  ## everything the tests and the sandbox need on this machine
+
+apt:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: tests/requirements.txt spawner/pyproject.toml metrics/pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r tests/requirements.txt -e ./spawner -e ./metrics
+	touch $@
+
+venv: $(VENV)/.installed
+
+chp: $(CACHE)/npm/node_modules/.bin/configurable-http-proxy
+$(CACHE)/npm/node_modules/.bin/configurable-http-proxy:
+	mkdir -p $(CACHE)/npm
+	npm install --no-audit --no-fund --prefix $(CACHE)/npm configurable-http-proxy@$(CHP_VERSION)
+
+dockerd: venv
+	$(PY) -c "from tests.harness.dockerd import ensure_dockerd; ensure_dockerd()"
+
+images: dockerd
+	$(PY) -m tests.harness.images
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+integration: deps images
+	$(PY) -m pytest tests/integration
+
+system: deps images
+	$(PY) -m pytest tests/system
+
+test: deps images  ## the README's test command
+	$(PY) -m pytest
+
+lint: venv
+	cd ansible && ../$(VENV)/bin/ansible-lint --profile production ../roles site.yml
+
+bench: deps images
+	$(PY) tests/benchmarks/run_all.py
+
+sandbox: deps images
+	$(PY) ansible/sandbox/run.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,106 @@
+"""Fixtures of the test bed (tests/harness): a real Docker engine, images, users and hubs."""
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import dockerd, images, users
+from tests.harness.hub import Hub
+
+LABEL_USER = "org.jupyterhub-baremetal.user"
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """A Docker engine that answers (started here when none does)."""
+    dockerd.ensure_dockerd()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine) -> str:
+    return images.ensure_base_image()
+
+
+@pytest.fixture(scope="session")
+def singleuser_image(docker_engine) -> str:
+    return images.ensure_singleuser_image()
+
+
+@pytest.fixture(scope="session")
+def systemd_image(docker_engine) -> str:
+    return images.ensure_systemd_image()
+
+
+@pytest.fixture(scope="session")
+def system_users():
+    """Factory for real system users; removed (with their homes) at the end of the session."""
+    made: list[str] = []
+
+    def make(name: str, **kwargs):
+        entry = users.ensure_user(name, **kwargs)
+        made.append(name)
+        return entry
+
+    yield make
+    for name in made:
+        users.remove_user(name)
+
+
+def sample_profiles(image: str) -> dict:
+    """Profiles sized for the 2-core test machine, one image: the single-user test image."""
+    return {
+        "resource_profiles": {
+            "Tiny": {"cpu_limit": 0.5, "mem_limit": "512M", "description": "half a core"},
+            "Small": {"cpu_limit": 1, "mem_limit": "1G", "description": "one core"},
+        },
+        "image_profiles": {"SingleUser": {"image": image, "description": "JupyterLab"}},
+        "user_profiles": {
+            "default": {
+                "allowed_resources": ["Tiny", "Small"],
+                "allowed_images": ["SingleUser"],
+                "host_homedir_format_string": "/home/{username}",
+                "max_preallocate": {"cpu_guarantee": 0.5, "mem_guarantee": "256M"},
+            },
+        },
+    }
+
+
+def remove_user_containers(names) -> None:
+    for name in names:
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL_USER}={name}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+@pytest.fixture
+def hub_factory(tmp_path, singleuser_image):
+    """Start real hubs: `hub_factory(profiles=None, extra_config="", admin_users=())`.
+
+    Stopped at teardown; containers of users the test spawned are removed.
+    """
+    hubs: list[Hub] = []
+
+    def make(profiles: dict | None = None, **kwargs) -> Hub:
+        workdir = tmp_path / f"hub{len(hubs)}"
+        workdir.mkdir()
+        profiles_file = workdir / "profiles.yaml"
+        profiles_file.write_text(yaml.safe_dump(profiles or sample_profiles(singleuser_image)))
+        hub = Hub(workdir=workdir, profiles_file=profiles_file, **kwargs)
+        hubs.append(hub)
+        return hub.start()
+
+    yield make
+    for hub in hubs:
+        spawned = []
+        try:
+            spawned = [u["name"] for u in hub.api("GET", "/users").json()] if hub.process else []
+        except Exception:  # the hub may be down in a failure test; clean what we know
+            pass
+        hub.stop()
+        remove_user_containers(spawned)
+
+
+def pytest_configure(config):
+    Path("/var/cache/jbm").mkdir(parents=True, exist_ok=True)

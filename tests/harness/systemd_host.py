@@ -1,0 +1,79 @@
+"""Throwaway "servers": containers with systemd as PID 1 (TESTBED.md recipe), for the roles.
+
+Never --privileged (the VM lacks CAP_SYS_RESOURCE); per-controller cgroup binds so unit limits
+are enforced without touching the host's cgroup tmpfs. `docker_inside=True` adds what the hub's
+own dockerd needs inside (every capability but SYS_RESOURCE, seccomp off, all devices, an
+anonymous /var/lib/docker volume).
+"""
+import subprocess
+import time
+from dataclasses import dataclass
+
+from .images import SYSTEMD_IMAGE, ensure_systemd_image
+
+CGROUP_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory",
+                      "pids", "systemd", "unified")
+
+
+def run_args(name: str, docker_inside: bool = False, image: str = SYSTEMD_IMAGE) -> list[str]:
+    """The `docker run` command line for a systemd host container."""
+    args = ["docker", "run", "-d", "--name", name, "--hostname", name, "--cgroupns=host",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/sys/fs/cgroup"]
+    for controller in CGROUP_CONTROLLERS:
+        args += ["-v", f"/sys/fs/cgroup/{controller}:/sys/fs/cgroup/{controller}:rw"]
+    if docker_inside:
+        args += ["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+                 "--security-opt", "seccomp=unconfined", "--device-cgroup-rule", "a *:* rwm",
+                 "-v", "/var/lib/docker"]
+    else:
+        args += ["--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN"]
+    return args + [image]
+
+
+@dataclass
+class SystemdHost:
+    """A running systemd host container; `exec` runs a command inside it."""
+    name: str
+
+    def exec(self, *cmd: str, check: bool = True, input: str | None = None,
+             timeout: float | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", "-i", self.name, *cmd], capture_output=True,
+                              text=True, check=check, input=input, timeout=timeout)
+
+    @property
+    def ip(self) -> str:
+        return subprocess.run(
+            ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", self.name],
+            capture_output=True, text=True, check=True).stdout.strip()
+
+    def wait_booted(self, timeout: float = 90.0) -> None:
+        """Wait until systemd reports the boot finished (running or degraded)."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.exec("systemctl", "is-system-running", check=False).stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"{self.name}: systemd did not finish booting (state {state!r})")
+
+    def load_image(self, image: str) -> None:
+        """Copy an image from the machine's engine into the host's own dockerd."""
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "exec", "-i", self.name, "docker", "load"], stdin=save.stdout,
+                       check=True, stdout=subprocess.DEVNULL)
+        if save.wait() != 0:
+            raise RuntimeError(f"docker save {image} failed")
+
+    def remove(self) -> None:
+        subprocess.run(["docker", "rm", "-f", "-v", self.name], capture_output=True)
+
+
+def start_systemd_host(name: str, docker_inside: bool = False) -> SystemdHost:
+    """Start (replacing any leftover of the same name) and wait for boot."""
+    ensure_systemd_image()
+    host = SystemdHost(name)
+    host.remove()
+    subprocess.run(run_args(name, docker_inside), check=True, capture_output=True)
+    host.wait_booted()
+    return host
