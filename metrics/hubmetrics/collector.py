@@ -1,0 +1,127 @@
+"""Render the latest Snapshot as Prometheus metric families (a custom prometheus_client Collector).
+
+A scrape never samples: it renders whatever the sample loop finished last, so scrapes are cheap
+and several scrapers see the same numbers.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from .snapshot import Snapshot
+
+
+def _gauge(name: str, doc: str, labels=(), unit: str = "") -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit) if labels else \
+        GaugeMetricFamily(name, doc, unit=unit)
+
+
+def _counter(name: str, doc: str, labels=()) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=list(labels))
+
+
+def families(snap: Snapshot) -> list[Metric]:
+    """All metric families for one snapshot (pure: same snapshot, same text)."""
+    out: list[Metric] = []
+    U, UC, UG = ("user",), ("user", "container"), ("user", "gpu")
+
+    # --- per user: their containers ---
+    user_families = [
+        (_counter("jupyterhub_user_cpu_seconds", "CPU time used by the user's containers, kept across container restarts.", U), "cpu_seconds_total"),
+        (_gauge("jupyterhub_user_memory_working_set_bytes", "Memory of the user's containers minus inactive page cache (what the OOM killer weighs).", U), "memory_working_set_bytes"),
+        (_gauge("jupyterhub_user_memory_rss_bytes", "Anonymous resident memory of the user's containers.", U), "memory_rss_bytes"),
+        (_gauge("jupyterhub_user_memory_limit_bytes", "Memory limit of the user's containers (0: none).", U), "memory_limit_bytes"),
+        (_gauge("jupyterhub_user_memory_guarantee_bytes", "Memory guaranteed (reserved) to the user's containers.", U), "memory_guarantee_bytes"),
+        (_gauge("jupyterhub_user_cpu_limit_cores", "CPU limit of the user's containers in cores (0: none).", U), "cpu_limit_cores"),
+        (_gauge("jupyterhub_user_cpu_guarantee_cores", "CPU cores guaranteed to the user's containers.", U), "cpu_guarantee_cores"),
+    ]
+    container_users = [u for u in snap.users if u.containers]
+    for family, attr in user_families:
+        for u in container_users:
+            family.add_metric([u.name], getattr(u, attr))
+        out.append(family)
+
+    # --- per user: processes outside containers ---
+    proc_cpu = _counter("jupyterhub_user_process_cpu_seconds", "CPU time of the user's processes outside containers (e.g. SSH sessions).", U)
+    proc_pss = _gauge("jupyterhub_user_process_memory_pss_bytes", "Proportional set size of the user's processes outside containers.", U)
+    for u in snap.users:
+        if u.process_count:
+            proc_cpu.add_metric([u.name], u.process_cpu_seconds_total)
+            proc_pss.add_metric([u.name], u.process_memory_pss_bytes)
+    out += [proc_cpu, proc_pss]
+
+    # --- per user per GPU ---
+    if snap.host.nvml_available:
+        gmem = _gauge("jupyterhub_user_gpu_memory_used_bytes", "GPU memory used by the user's processes.", UG)
+        gutil = _gauge("jupyterhub_user_gpu_utilization_ratio", "Share of the GPU's utilization attributed to the user (split by memory when shared).", UG)
+        for g in snap.user_gpus:
+            gmem.add_metric([g.user, g.gpu], g.memory_used_bytes)
+            gutil.add_metric([g.user, g.gpu], g.utilization_ratio)
+        out += [gmem, gutil]
+
+    # --- per container ---
+    c_cpu = _counter("jupyterhub_container_cpu_seconds", "CPU time used by the container (its cgroup).", UC)
+    c_ws = _gauge("jupyterhub_container_memory_working_set_bytes", "Container memory minus inactive page cache.", UC)
+    c_rss = _gauge("jupyterhub_container_memory_rss_bytes", "Container anonymous resident memory.", UC)
+    c_limit = _gauge("jupyterhub_container_memory_limit_bytes", "Container memory limit enforced by its cgroup (absent: none).", UC)
+    c_res = _gauge("jupyterhub_container_memory_reservation_bytes", "Container memory reservation (v1 soft limit, v2 memory.low).", UC)
+    c_pids = _gauge("jupyterhub_container_pids", "Processes and threads in the container.", UC)
+    c_oom = _counter("jupyterhub_container_oom_kills", "Processes of the container killed by the OOM killer.", UC)
+    for c in snap.containers:
+        key, s = [c.info.user, c.info.name], c.stats
+        c_cpu.add_metric(key, s.cpu_seconds)
+        c_ws.add_metric(key, s.memory_working_set_bytes)
+        c_rss.add_metric(key, s.memory_rss_bytes)
+        if s.memory_limit_bytes is not None:
+            c_limit.add_metric(key, s.memory_limit_bytes)
+        c_res.add_metric(key, s.memory_reservation_bytes)
+        c_pids.add_metric(key, s.pids)
+        c_oom.add_metric(key, s.oom_kills)
+    out += [c_cpu, c_ws, c_rss, c_limit, c_res, c_pids, c_oom]
+
+    # --- host ---
+    h = snap.host
+    out.append(GaugeMetricFamily("jupyterhub_host_cpus", "CPUs of the host.", value=h.cpus))
+    out.append(GaugeMetricFamily("jupyterhub_host_memory_total_bytes", "Memory of the host.", value=h.memory_total_bytes))
+    out.append(GaugeMetricFamily("jupyterhub_host_memory_available_bytes", "Memory available for new work (MemAvailable).", value=h.memory_available_bytes))
+    if h.nvml_available:
+        out.append(GaugeMetricFamily("jupyterhub_host_gpus", "GPUs NVML reports.", value=h.gpus_total))
+        out.append(GaugeMetricFamily("jupyterhub_host_gpus_free", "GPUs no running container holds.", value=h.gpus_free))
+        g_util = _gauge("jupyterhub_gpu_utilization_ratio", "Time the GPU was busy over the driver's last sample period.", ("gpu",))
+        g_used = _gauge("jupyterhub_gpu_memory_used_bytes", "GPU memory in use.", ("gpu",))
+        g_total = _gauge("jupyterhub_gpu_memory_total_bytes", "GPU memory installed.", ("gpu",))
+        for d in snap.gpus:
+            g_util.add_metric([str(d.index)], d.utilization_ratio)
+            g_used.add_metric([str(d.index)], d.memory_used_bytes)
+            g_total.add_metric([str(d.index)], d.memory_total_bytes)
+        out += [g_util, g_used, g_total]
+
+    # --- the exporter itself ---
+    hh = snap.health
+    out.append(GaugeMetricFamily("hubmetrics_sample_duration_seconds", "Wall time the last sample took.", value=hh.sample_duration_seconds))
+    errors = _counter("hubmetrics_sample_errors", "Samples in which a source failed.", ("source",))
+    for source, count in hh.errors_total:
+        errors.add_metric([source], count)
+    up = _gauge("hubmetrics_source_up", "1 if the source answered in the last sample; 0: its numbers are stale or absent.", ("source",))
+    for source, ok in hh.source_up:
+        up.add_metric([source], 1 if ok else 0)
+    out += [errors, up]
+    out.append(GaugeMetricFamily("hubmetrics_nvml_up", "1 if NVML answered in the last sample; 0: GPU metrics are absent.", value=1 if h.nvml_available else 0))
+    out.append(GaugeMetricFamily("hubmetrics_last_sample_timestamp_seconds", "When the last sample finished (Unix time).", value=snap.time))
+    return out
+
+
+class SnapshotCollector:
+    """prometheus_client Collector over whatever snapshot `latest()` returns (None: not yet)."""
+
+    def __init__(self, latest: Callable[[], Snapshot | None]):
+        self._latest = latest
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._latest()
+        if snap is not None:
+            yield from families(snap)
+
+    def describe(self) -> list:
+        return []  # families depend on the snapshot; do not let register() call collect()

@@ -1,0 +1,225 @@
+"""One sample: read every source once and fold the readings into an immutable Snapshot.
+
+The folding (`build_users`, `attribute_gpus`, `free_gpus`) is pure; `Sampler` is the thin shell
+that owns what must live between samples (the Docker cache, the NVML session, where each
+container's cgroup is, the counters' state).
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable
+
+import psutil
+
+from . import cgroups, procs
+from .containers import ContainerDirectory
+from .counters import CounterState, advance
+from .nvml import Nvml, NvmlReading
+from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, Host, Snapshot,
+                       UserGpu, UserSample)
+
+SOURCES = ("cgroups", "docker", "nvml")
+# NVML reporting these means "no NVIDIA driver here": a state to show, not an error to count.
+NVML_ABSENT = ("LibraryNotFound", "DriverNotLoaded", "Library Not Found", "Driver Not Loaded")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    cgroup_root: str = "/sys/fs/cgroup"
+    proc_root: str = "/proc"
+    min_uid: int = 1000
+    pss_every: int = 1   # re-read each outside process's PSS every N samples (its costliest read)
+
+
+def free_gpus(devices: Iterable[GpuDevice], containers: Iterable[ContainerInfo]) -> int:
+    """GPUs no running container holds through its gpus label (index or UUID)."""
+    held = {g for c in containers for g in c.gpus}
+    return sum(1 for d in devices if str(d.index) not in held and d.uuid not in held)
+
+
+def attribute_gpus(devices: Iterable[GpuDevice], processes: Iterable[GpuProcess],
+                   pid_user: dict[int, str], containers: Iterable[ContainerInfo]) -> tuple[UserGpu, ...]:
+    """Each user's GPU memory and share of each GPU's utilization.
+
+    NVML has no cheap per-process utilization, so a GPU's utilization is split between the users
+    with processes on it in proportion to their memory; a GPU held (label) by one user with no
+    processes yet is theirs entirely.
+    """
+    memory: dict[tuple[str, int], int] = {}
+    for p in processes:
+        user = pid_user.get(p.pid)
+        if user is not None:
+            memory[(user, p.gpu)] = memory.get((user, p.gpu), 0) + p.memory_used_bytes
+    containers = list(containers)
+    result = []
+    for d in devices:
+        users = {u: m for (u, g), m in memory.items() if g == d.index}
+        if not users:
+            holders = {c.user for c in containers if str(d.index) in c.gpus or d.uuid in c.gpus}
+            users = {u: 0 for u in holders}
+        total = sum(users.values())
+        for user, used in sorted(users.items()):
+            share = used / total if total else 1.0 / len(users)
+            result.append(UserGpu(user=user, gpu=str(d.index), memory_used_bytes=used,
+                                  utilization_ratio=d.utilization_ratio * share))
+    return tuple(result)
+
+
+def build_users(containers: Iterable[ContainerSample], container_cpu: dict[str, float],
+                process_samples: Iterable[tuple[str, procs.ProcessSample]], process_cpu: dict[str, float],
+                user_gpus: Iterable[UserGpu]) -> tuple[UserSample, ...]:
+    """Per-user totals. Container numbers (what the user's server uses, held against its limits)
+    and processes outside containers (SSH sessions) are kept apart."""
+    users: dict[str, UserSample] = {}
+
+    def get(name: str) -> UserSample:
+        return users.setdefault(name, UserSample(name=name))
+
+    for c in containers:
+        u, s, i = get(c.info.user), c.stats, c.info
+        mem_limit = i.mem_limit_bytes if i.mem_limit_bytes is not None else (s.memory_limit_bytes or 0)
+        cpu_limit = i.cpu_limit_cores if i.cpu_limit_cores is not None else (s.cpu_limit_cores or 0.0)
+        users[u.name] = replace(
+            u,
+            cpu_seconds_total=container_cpu.get(u.name, 0.0),
+            memory_working_set_bytes=u.memory_working_set_bytes + s.memory_working_set_bytes,
+            memory_rss_bytes=u.memory_rss_bytes + s.memory_rss_bytes,
+            memory_limit_bytes=u.memory_limit_bytes + mem_limit,
+            memory_guarantee_bytes=u.memory_guarantee_bytes + (i.mem_guarantee_bytes or s.memory_reservation_bytes),
+            cpu_limit_cores=u.cpu_limit_cores + cpu_limit,
+            cpu_guarantee_cores=u.cpu_guarantee_cores + i.cpu_guarantee_cores,
+            gpus=tuple(sorted(set(u.gpus) | set(i.gpus))),
+            containers=u.containers + (i.name,),
+        )
+    for name, p in process_samples:
+        u = get(name)
+        users[name] = replace(u, process_cpu_seconds_total=process_cpu.get(name, 0.0),
+                              process_memory_pss_bytes=u.process_memory_pss_bytes + p.pss_bytes,
+                              process_count=u.process_count + 1)
+    for g in user_gpus:
+        u = get(g.user)
+        users[g.user] = replace(u, gpu_memory_used_bytes=u.gpu_memory_used_bytes + g.memory_used_bytes,
+                                gpus=tuple(sorted(set(u.gpus) | {g.gpu})))
+    return tuple(users[name] for name in sorted(users))
+
+
+def _username(uid: int, cache: dict[int, str]) -> str:
+    name = cache.get(uid)
+    if name is None:
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = str(uid)
+        cache[uid] = name
+    return name
+
+
+class Sampler:
+    """Owns the state kept between samples; `sample()` returns a new Snapshot each call."""
+
+    def __init__(self, config: SamplerConfig = SamplerConfig(), directory: ContainerDirectory | None = None,
+                 nvml: Nvml | None = None, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.directory = directory if directory is not None else ContainerDirectory()
+        self.nvml = nvml if nvml is not None else Nvml()
+        self._clock = clock
+        self._mode = cgroups.detect_mode(config.cgroup_root)
+        self._where: dict[str, cgroups.ContainerCgroup] = {}
+        self._container_counters = CounterState()
+        self._process_counters = CounterState()
+        self._errors = {source: 0 for source in SOURCES}
+        self._names: dict[int, str] = {}
+        self._process_memo: dict[tuple[int, int], int] = {}
+        self._sample_no = 0
+
+    def sample(self) -> Snapshot:
+        started = time.perf_counter()
+        cfg = self.config
+        known = self.directory.current()
+        containers, cgroups_ok = self._read_containers(known)
+        self._container_counters, container_cpu = advance(
+            self._container_counters, {c.info.id: (c.info.user, c.stats.cpu_seconds) for c in containers})
+
+        outside = [(_username(p.uid, self._names), p)
+                   for p in procs.user_processes(cfg.proc_root, cfg.min_uid, memo=self._process_memo,
+                                                 sample_no=self._sample_no, pss_every=cfg.pss_every)]
+        self._sample_no += 1
+        self._process_counters, process_cpu = advance(
+            self._process_counters, {(p.pid, p.start_time): (name, p.cpu_seconds) for name, p in outside})
+
+        gpu = self.nvml.read()
+        if not gpu.up and not any(s in gpu.error for s in NVML_ABSENT):
+            self._errors["nvml"] += 1
+        user_gpus = attribute_gpus(gpu.devices, gpu.processes, self._gpu_pid_users(gpu, known),
+                                   known.values())
+        if not self.directory.up:
+            self._errors["docker"] += 1
+        if not cgroups_ok:
+            self._errors["cgroups"] += 1
+
+        mem = procs.meminfo(cfg.proc_root)
+        host = Host(cpus=psutil.cpu_count() or os.cpu_count() or 0,
+                    memory_total_bytes=mem.get("MemTotal", 0),
+                    memory_available_bytes=mem.get("MemAvailable", mem.get("MemFree", 0)),
+                    gpus_total=len(gpu.devices), gpus_free=free_gpus(gpu.devices, known.values()),
+                    nvml_available=gpu.up)
+        health = Health(
+            sample_duration_seconds=time.perf_counter() - started,
+            source_up=(("cgroups", cgroups_ok), ("docker", self.directory.up), ("nvml", gpu.up)),
+            errors_total=tuple(sorted(self._errors.items())),
+            cgroup_mode=self._mode,
+        )
+        return Snapshot(time=self._clock(), host=host, containers=tuple(containers),
+                        users=build_users(containers, container_cpu, outside, process_cpu, user_gpus),
+                        gpus=gpu.devices, user_gpus=user_gpus, health=health)
+
+    def _read_containers(self, known: dict[str, ContainerInfo]) -> tuple[list[ContainerSample], bool]:
+        """Read each container's cgroup; a vanished one makes Docker be asked again."""
+        samples, ok = [], self._mode != cgroups.NONE
+        for cid in list(self._where):
+            if cid not in known:
+                del self._where[cid]
+        for cid, info in sorted(known.items(), key=lambda kv: kv[1].name):
+            where = self._where.get(cid)
+            if where is None:
+                text = cgroups.read_proc_cgroup(self.config.proc_root, info.init_pid) if info.init_pid else None
+                where = cgroups.locate(self.config.cgroup_root, self._mode, cid,
+                                       cgroups.parse_proc_cgroup(text) if text else None, info.cgroup_parent)
+                if where is None:
+                    ok = False
+                    self.directory.invalidate(cid)
+                    continue
+                self._where[cid] = where
+            try:
+                samples.append(ContainerSample(info=info, stats=cgroups.read_stats(where)))
+            except (OSError, ValueError):
+                del self._where[cid]
+                self.directory.invalidate(cid)  # removed since Docker last told us: not an error
+        return samples, ok
+
+    def _gpu_pid_users(self, reading: NvmlReading, known: dict[str, ContainerInfo]) -> dict[int, str]:
+        """pid -> cgroup -> container -> user; a pid outside containers belongs to its uid."""
+        owners = {}
+        for p in reading.processes:
+            text = cgroups.read_proc_cgroup(self.config.proc_root, p.pid)
+            if text is None:
+                continue
+            cid = cgroups.container_id_in(text)
+            if cid is not None:
+                if cid in known:
+                    owners[p.pid] = known[cid].user
+                continue
+            try:
+                uid = os.stat(f"{self.config.proc_root}/{p.pid}").st_uid
+            except OSError:
+                continue
+            if uid >= self.config.min_uid and uid != procs.NOBODY:
+                owners[p.pid] = _username(uid, self._names)
+        return owners
+
+    def close(self) -> None:
+        self.directory.close()
+        self.nvml.close()
