@@ -4,10 +4,12 @@
 SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
+# Debian's own Python: the venv it makes is usable by the unprivileged panel user too.
+SYSTEM_PYTHON ?= /usr/bin/python3
 CACHE ?= /var/cache/jbm
 CHP_VERSION ?= 5.3.0
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
-	chromium-driver nodejs npm gcc make ufw openssh-server systemd ca-certificates
+	chromium-driver nodejs npm gcc make python3-venv ca-certificates
 
 .PHONY: deps apt venv chp dockerd images test unit integration system bench lint sandbox clean
 
@@ -19,8 +21,8 @@ apt:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: tests/requirements.txt spawner/pyproject.toml metrics/pyproject.toml
-	python3 -m venv $(VENV)
+$(VENV)/.installed: tests/requirements.txt spawner/pyproject.toml metrics/pyproject.toml | apt
+	$(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r tests/requirements.txt -e ./spawner -e ./metrics
 	touch $@
 

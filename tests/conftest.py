@@ -7,6 +7,7 @@ import yaml
 
 from tests.harness import dockerd, images, users
 from tests.harness.hub import Hub
+from tests.harness.profiles import sample_profiles
 
 LABEL_USER = "org.jupyterhub-baremetal.user"
 
@@ -45,25 +46,6 @@ def system_users():
     yield make
     for name in made:
         users.remove_user(name)
-
-
-def sample_profiles(image: str) -> dict:
-    """Profiles sized for the 2-core test machine, one image: the single-user test image."""
-    return {
-        "resource_profiles": {
-            "Tiny": {"cpu_limit": 0.5, "mem_limit": "512M", "description": "half a core"},
-            "Small": {"cpu_limit": 1, "mem_limit": "1G", "description": "one core"},
-        },
-        "image_profiles": {"SingleUser": {"image": image, "description": "JupyterLab"}},
-        "user_profiles": {
-            "default": {
-                "allowed_resources": ["Tiny", "Small"],
-                "allowed_images": ["SingleUser"],
-                "host_homedir_format_string": "/home/{username}",
-                "max_preallocate": {"cpu_guarantee": 0.5, "mem_guarantee": "256M"},
-            },
-        },
-    }
 
 
 def remove_user_containers(names) -> None:

@@ -1,0 +1,116 @@
+"""Tornado handlers of the resource panel: one page, a JSON API, the OAuth callback.
+
+WHY: the hub authenticates (HubOAuth cookie, set through the hub's own login);
+these handlers only ask views.py what the authenticated name may see. No handler
+takes a user name from the request, and nothing rendered contains a token.
+"""
+
+import json
+
+from jupyterhub.services.auth import HubOAuthenticated
+from tornado import web
+
+from . import views
+
+
+class BaseHandler(HubOAuthenticated, web.RequestHandler):
+    """Shared: the sampler, security headers, the authenticated user's model."""
+
+    def initialize(self, sampler):
+        self.sampler = sampler
+
+    def set_default_headers(self):
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'; form-action 'self'",
+        )
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+        self.set_header("Cache-Control", "no-store")
+
+    @property
+    def user_name(self):
+        return self.current_user["name"]
+
+    @property
+    def is_admin(self):
+        return bool(self.current_user.get("admin"))
+
+
+class APIHandler(BaseHandler):
+    """JSON endpoints: 403 instead of a login redirect, and no query parameters.
+
+    Refusing parameters makes it explicit that nobody picks whose numbers to
+    read: the answer depends only on who is logged in.
+    """
+
+    def get_login_url(self):
+        raise web.HTTPError(403, "not logged in to the resources service")
+
+    def prepare(self):
+        if self.request.query_arguments:
+            names = ", ".join(sorted(self.request.query_arguments))
+            raise web.HTTPError(400, f"this endpoint takes no query parameters, got: {names}")
+
+    def write_error(self, status_code, **kwargs):
+        message = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "message": message}))
+
+    def write_json(self, data):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+
+class MeAPIHandler(APIHandler):
+    """The logged-in user's own use, history and the host's free capacity."""
+
+    @web.authenticated
+    def get(self):
+        s = self.sampler
+        self.write_json(views.me_view(s.snapshot, s.history, self.user_name, s.error))
+
+
+class UsersAPIHandler(APIHandler):
+    """Every user's use; admins only."""
+
+    @web.authenticated
+    def get(self):
+        if not self.is_admin:
+            raise web.HTTPError(403, "only hub admins may list every user's use")
+        s = self.sampler
+        self.write_json(views.admin_view(s.snapshot, s.history, s.error))
+
+
+class HostAPIHandler(APIHandler):
+    """The machine's capacity and free resources, for any logged-in user."""
+
+    @web.authenticated
+    def get(self):
+        s = self.sampler
+        self.write_json(views.capacity_view(s.snapshot, s.error))
+
+
+class PageHandler(BaseHandler):
+    """The HTML page; its script polls api/me (and api/users for admins)."""
+
+    def initialize(self, sampler, template, hub_prefix):
+        super().initialize(sampler)
+        self.template = template
+        self.hub_prefix = hub_prefix
+
+    @web.authenticated
+    def get(self):
+        self.render(
+            self.template,
+            user_name=self.user_name,
+            is_admin=self.is_admin,
+            hub_prefix=self.hub_prefix,
+            interval_ms=int(self.sampler.interval_seconds * 1000),
+            # JupyterHub accepts cookie auth on fetch() requests only with this XSRF token
+            # (tied to the browser's session; not an API token). Reading it sets its cookie.
+            xsrf=self.xsrf_token.decode("ascii") if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
+        )

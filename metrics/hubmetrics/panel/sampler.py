@@ -1,0 +1,87 @@
+"""Polls the exporter's /api/snapshot on an interval and feeds the history.
+
+WHY: browsers poll the panel, the panel polls the exporter; one fetch per
+interval serves every browser, and the exporter is never exposed beyond
+loopback. A failing exporter never breaks the panel: the last good snapshot
+stays, and the error is reported next to it.
+"""
+
+import json
+import logging
+import time
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from tornado.ioloop import IOLoop, PeriodicCallback
+
+from .history import History
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotError(Exception):
+    """The exporter could not be read or answered something that is not a snapshot."""
+
+
+def parse_snapshot(body):
+    """Decode and minimally check a snapshot per docs/contracts.md."""
+    try:
+        snapshot = json.loads(body)
+    except ValueError as e:
+        raise SnapshotError(f"exporter answered invalid JSON: {e}") from None
+    if not isinstance(snapshot, dict):
+        raise SnapshotError(f"exporter snapshot must be a JSON object, got {type(snapshot).__name__}")
+    for key, kind, kind_name in (
+        ("time", (int, float), "a number"),
+        ("host", dict, "an object"),
+        ("users", dict, "an object"),
+    ):
+        value = snapshot.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SnapshotError(f"exporter snapshot key {key!r} must be {kind_name}, got {value!r:.80}")
+    return snapshot
+
+
+class Sampler:
+    """Holds the latest snapshot, the history, and the last error."""
+
+    def __init__(self, url, interval_seconds, history_points, timeout_seconds=5.0):
+        self.url = url
+        self.interval_seconds = float(interval_seconds)
+        self.timeout_seconds = float(timeout_seconds)
+        self.history = History(history_points)
+        self.snapshot = None
+        self.error = None
+        self.last_attempt = None
+        self._callback = None
+
+    async def sample_once(self):
+        """Fetch one snapshot; on failure keep the previous one and record why."""
+        self.last_attempt = time.time()
+        try:
+            response = await AsyncHTTPClient().fetch(
+                self.url, request_timeout=self.timeout_seconds, follow_redirects=False
+            )
+            snapshot = parse_snapshot(response.body)
+        except HTTPClientError as e:
+            self.error = f"exporter at {self.url} answered HTTP {e.code}"
+        except SnapshotError as e:
+            self.error = str(e)
+        except OSError as e:
+            self.error = f"exporter at {self.url} unreachable: {e.strerror or e}"
+        else:
+            self.snapshot = snapshot
+            self.history.add(snapshot)
+            self.error = None
+            return True
+        log.warning("%s", self.error)
+        return False
+
+    def start(self):
+        """Sample now and then every interval on the running IOLoop."""
+        self._callback = PeriodicCallback(self.sample_once, self.interval_seconds * 1000)
+        self._callback.start()
+        IOLoop.current().add_callback(self.sample_once)
+
+    def stop(self):
+        if self._callback is not None:
+            self._callback.stop()

@@ -1,0 +1,141 @@
+// Resource panel: polls the panel's own JSON API and fills the page.
+// Only textContent is set from data (no HTML injection); no token is ever used
+// here: the browser's HubOAuth cookie authenticates the same-origin requests.
+(function () {
+  "use strict";
+  var body = document.body;
+  var api = body.dataset.api;
+  var intervalMs = parseInt(body.dataset.intervalMs, 10) || 5000;
+  var capacityOnly = body.dataset.capacityOnly === "true";
+  var isAdmin = body.dataset.admin === "true";
+  var xsrf = body.dataset.xsrf;  // JupyterHub requires it on cookie-authenticated fetch()
+
+  function $(id) { return document.getElementById(id); }
+  function setText(id, text) { var el = $(id); if (el) { el.textContent = text; } }
+
+  function bytes(n) {
+    if (n === null || n === undefined) { return "–"; }
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    var i = 0;
+    while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n.toFixed(0) : n.toFixed(1)) + " " + units[i];
+  }
+  function cores(n) { return (n === null || n === undefined) ? "–" : n.toFixed(2); }
+  function limitBytes(n) { return n ? bytes(n) : "none"; }
+  function limitCores(n) { return n ? cores(n) : "none"; }
+
+  function status(data, error) {
+    var el = $("status");
+    if (!el) { return; }
+    var problems = [];
+    if (error) { problems.push(error); }
+    if (data && data.exporter_error) { problems.push(data.exporter_error); }
+    if (data && data.stale) {
+      Object.keys(data.stale).forEach(function (k) { if (data.stale[k]) { problems.push(k + " data is stale"); } });
+    }
+    el.className = problems.length ? "status error" : "status";
+    if (problems.length) {
+      el.textContent = problems.join("; ");
+    } else if (data && data.time) {
+      el.textContent = "Measured " + new Date(data.time * 1000).toLocaleTimeString();
+    } else {
+      el.textContent = "Waiting for the first measurement…";
+    }
+  }
+
+  function showHost(host) {
+    if (!host) { return; }
+    setText("host-cpus", host.cpus === null ? "–" : String(host.cpus));
+    setText("host-mem", bytes(host.memory_available_bytes) + " of " + bytes(host.memory_total_bytes));
+    setText("host-gpus", host.nvml_available ? host.gpus_free + " of " + host.gpus_total : "none");
+  }
+
+  function meter(id, value, max) {
+    var el = $(id);
+    if (!el) { return; }
+    if (max && value !== null && value !== undefined) { el.max = max; el.value = value; el.hidden = false; }
+    else { el.hidden = true; }
+  }
+
+  function chart(id, points, key, limit) {
+    var svg = $(id);
+    if (!svg) { return; }
+    while (svg.firstChild) { svg.removeChild(svg.firstChild); }
+    var pts = points.filter(function (p) { return p[key] !== null && p[key] !== undefined; });
+    if (pts.length < 2) { return; }
+    var t0 = pts[0].time, t1 = pts[pts.length - 1].time;
+    var top = Math.max(limit || 0, Math.max.apply(null, pts.map(function (p) { return p[key]; }))) || 1;
+    var ns = "http://www.w3.org/2000/svg";
+    var line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", pts.map(function (p) {
+      return ((p.time - t0) / ((t1 - t0) || 1) * 300).toFixed(1) + "," + (80 - p[key] / top * 78).toFixed(1);
+    }).join(" "));
+    svg.appendChild(line);
+    if (limit) {
+      var l = document.createElementNS(ns, "line");
+      var y = (80 - limit / top * 78).toFixed(1);
+      l.setAttribute("class", "limit"); l.setAttribute("x1", 0); l.setAttribute("x2", 300);
+      l.setAttribute("y1", y); l.setAttribute("y2", y);
+      svg.appendChild(l);
+    }
+  }
+
+  function showMe(data) {
+    var u = data.usage;
+    $("no-server").hidden = !!u;
+    $("usage-details").hidden = !u;
+    u = u || {};
+    setText("cpu-use", cores(u.cpu_cores));
+    setText("cpu-limit", limitCores(u.cpu_limit_cores));
+    setText("cpu-guarantee", limitCores(u.cpu_guarantee_cores));
+    meter("cpu-meter", u.cpu_cores, u.cpu_limit_cores);
+    setText("mem-use", bytes(u.memory_working_set_bytes));
+    setText("mem-limit", limitBytes(u.memory_limit_bytes));
+    setText("mem-guarantee", limitBytes(u.memory_guarantee_bytes));
+    meter("mem-meter", u.memory_working_set_bytes, u.memory_limit_bytes);
+    setText("gpu-use", bytes(u.gpu_memory_used_bytes));
+    setText("gpu-ids", u.gpus && u.gpus.length ? "GPUs: " + u.gpus.join(", ") : "no GPU");
+    chart("chart-cpu", data.history, "cpu_cores", u.cpu_limit_cores);
+    chart("chart-mem", data.history, "memory_working_set_bytes", u.memory_limit_bytes);
+  }
+
+  function showUsers(data) {
+    var tbody = document.querySelector("#users-table tbody");
+    if (!tbody) { return; }
+    while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
+    Object.keys(data.users).sort().forEach(function (name) {
+      var u = data.users[name] || {};
+      var tr = document.createElement("tr");
+      tr.dataset.user = name;
+      [name, cores(u.cpu_cores), limitCores(u.cpu_limit_cores), bytes(u.memory_working_set_bytes),
+        limitBytes(u.memory_limit_bytes), bytes(u.gpu_memory_used_bytes),
+        (u.gpus || []).join(", ")].forEach(function (text) {
+        var td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+  }
+
+  function getJSON(path) {
+    return fetch(api + path, { credentials: "same-origin", headers: { Accept: "application/json", "X-XSRFToken": xsrf } })
+      .then(function (r) {
+        if (!r.ok) { throw new Error("panel API answered HTTP " + r.status); }
+        return r.json();
+      });
+  }
+
+  function poll() {
+    var done;
+    if (capacityOnly) {
+      done = getJSON("host").then(function (d) { showHost(d.host); status(d); });
+    } else {
+      done = getJSON("me").then(function (d) { showHost(d.host); showMe(d); status(d); });
+      if (isAdmin) { done = done.then(function () { return getJSON("users"); }).then(showUsers); }
+    }
+    done.catch(function (e) { status(null, e.message); })
+      .then(function () { window.setTimeout(poll, intervalMs); });
+  }
+  poll();
+}());

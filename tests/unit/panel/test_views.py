@@ -1,0 +1,62 @@
+"""Per-user filtering: what a user, an admin and the spawn page may read."""
+import json
+
+from hubmetrics.panel import views
+from hubmetrics.panel.history import History
+from tests.unit.panel.conftest import snapshot, use
+
+SNAP = snapshot(10.0, {
+    "alice": use(cpu_seconds=3.0, mem=111, gpus=["0"], gpu_mem=7, name="alice"),
+    "bob": use(cpu_seconds=9.0, mem=222, name="bob"),
+})
+
+
+def history():
+    h = History(5)
+    h.add(snapshot(5.0, {"alice": use(cpu_seconds=1.0), "bob": use(cpu_seconds=4.0)}))
+    h.add(SNAP)
+    return h
+
+
+def test_me_holds_only_the_users_own_numbers():
+    me = views.me_view(SNAP, history(), "alice")
+    assert me["user"] == "alice"
+    assert me["usage"]["memory_working_set_bytes"] == 111
+    assert me["usage"]["cpu_cores"] == (3.0 - 1.0) / 5.0
+    assert me["usage"]["gpus"] == ["0"]
+    assert [p["memory_working_set_bytes"] for p in me["history"]] == [0, 111]
+    text = json.dumps(me)
+    assert "bob" not in text and "222" not in text and "jupyter-bob" not in text
+
+
+def test_me_for_a_user_without_a_server_has_no_usage_but_the_host():
+    me = views.me_view(SNAP, history(), "carol")
+    assert me["usage"] is None and me["history"] == []
+    assert me["host"]["memory_available_bytes"] == 6 << 30
+    assert "alice" not in json.dumps(me)
+
+
+def test_admin_view_lists_every_user():
+    table = views.admin_view(SNAP, history())
+    assert sorted(table["users"]) == ["alice", "bob"]
+    assert table["users"]["bob"]["memory_working_set_bytes"] == 222
+    assert table["users"]["bob"]["cpu_cores"] == (9.0 - 4.0) / 5.0
+
+
+def test_capacity_view_has_no_user_numbers():
+    cap = views.capacity_view(SNAP)
+    assert cap["host"]["gpus_free"] == 1
+    assert "alice" not in json.dumps(cap) and "users" not in cap
+
+
+def test_views_before_the_first_snapshot_carry_the_error():
+    me = views.me_view(None, History(2), "alice", error="exporter at X unreachable")
+    assert me["usage"] is None and me["host"] is None
+    assert me["exporter_error"] == "exporter at X unreachable"
+    assert views.admin_view(None, History(2))["users"] == {}
+
+
+def test_unknown_snapshot_keys_are_not_passed_through():
+    snap = snapshot(1.0, {"alice": {**use(), "secret_extra": "x"}}, secret_host_extra="y")
+    text = json.dumps(views.me_view(snap, History(2), "alice"))
+    assert "secret" not in text
