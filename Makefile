@@ -9,7 +9,7 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 CACHE ?= /var/cache/jbm
 CHP_VERSION ?= 5.3.0
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
-	chromium-driver nodejs npm gcc make python3-venv ca-certificates
+	chromium-driver gcc make python3-venv ca-certificates
 
 .PHONY: deps apt venv chp dockerd images test unit integration system bench lint sandbox clean
 
@@ -17,6 +17,7 @@ deps: apt venv chp  ## everything the tests and the sandbox need on this machine
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi

@@ -90,6 +90,8 @@ c.JupyterHub.load_roles = [{{"name": "test-harness", "services": [{HARNESS_SERVI
     "scopes": ["admin:users", "admin:servers", "access:servers", "read:metrics", "tokens"]}}]
 c.JupyterHub.spawner_class = "profilespawner.DockerSystemProfileSpawner"
 c.DockerSystemProfileSpawner.profiles_file = {str(self.profiles_file)!r}
+import profilespawner  # noqa: E402  (validate the profiles before anything starts, as installed)
+profilespawner.load_profiles_or_exit(c.DockerSystemProfileSpawner.profiles_file)
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 """ + self.extra_config)

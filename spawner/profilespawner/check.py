@@ -1,0 +1,58 @@
+"""``python -m profilespawner.check FILE``: the one validator for the profiles file.
+
+Used by Ansible (``template: validate:``) before installing the rendered file and by
+admins by hand. Exit 1 with one message per problem on stderr; exit 0 otherwise, with
+warnings on stderr for profiles larger than this host (they will be capped).
+"""
+
+import sys
+
+from .capacity import HostCapacity, detect_host
+from .profiles import Profiles, ProfilesError, load_profiles
+from .sizes import format_size
+
+
+def oversize_warnings(profiles: Profiles, host: HostCapacity):
+    """Messages for resource profiles asking more than the host has."""
+    warnings = []
+    for p in profiles.resources.values():
+        if p.cpu_limit > host.cpus:
+            warnings.append(f"resource_profiles.{p.name}.cpu_limit: {p.cpu_limit:g} cores is more than this host's "
+                            f"{host.cpus:g}; containers will be capped at {host.cpus:g}")
+        if p.mem_limit > host.mem_bytes:
+            warnings.append(f"resource_profiles.{p.name}.mem_limit: {format_size(p.mem_limit)} is more than this host's "
+                            f"{format_size(host.mem_bytes)}; containers will be capped at {format_size(host.mem_bytes)}")
+    return warnings
+
+
+def load_profiles_or_exit(path) -> Profiles:
+    """For jupyterhub_config.py: the hub refuses to start (exit 1) with the validator's
+    messages, and names profiles larger than this host in warnings on stderr (hub log)."""
+    try:
+        profiles = load_profiles(path)
+    except ProfilesError as e:
+        print(f"profilespawner: refusing to start, {e}", file=sys.stderr)
+        raise SystemExit(1) from e
+    for warning in oversize_warnings(profiles, detect_host()):
+        print(f"profilespawner: warning: {path}: {warning}", file=sys.stderr)
+    return profiles
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m profilespawner.check PROFILES_FILE", file=sys.stderr)
+        return 2
+    try:
+        profiles = load_profiles(argv[0])
+    except ProfilesError as e:
+        for problem in e.problems:
+            print(f"{argv[0]}: {problem}", file=sys.stderr)
+        return 1
+    for warning in oversize_warnings(profiles, detect_host()):
+        print(f"{argv[0]}: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""Container label names (docs/contracts.md); the metrics exporter defines the same strings itself."""
+
+PREFIX = "org.jupyterhub-baremetal."
+USER = PREFIX + "user"
+RESOURCE_PROFILE = PREFIX + "resource-profile"
+IMAGE_PROFILE = PREFIX + "image-profile"
+CPU_LIMIT = PREFIX + "cpu-limit"
+MEM_LIMIT = PREFIX + "mem-limit"
+CPU_GUARANTEE = PREFIX + "cpu-guarantee"
+MEM_GUARANTEE = PREFIX + "mem-guarantee"
+GPUS = PREFIX + "gpus"

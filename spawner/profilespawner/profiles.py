@@ -1,0 +1,309 @@
+"""The profiles file: loaded and validated once into immutable values.
+
+Every problem is collected (not just the first) and named by its key path, the bad
+value and what is allowed, because the same messages reach the admin through the hub's
+start-up log and through Ansible's ``template: validate:``.
+"""
+
+import json
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping, Optional, Tuple
+
+import yaml
+
+from .sizes import SizeError, format_size, parse_size
+
+DEFAULT_HOME = "/home/{username}"
+USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string", "max_preallocate")
+RESOURCE_KEYS = ("cpu_limit", "mem_limit", "gpus", "description")
+IMAGE_KEYS = ("image", "description")
+PREALLOCATE_KEYS = ("cpu_guarantee", "mem_guarantee")
+TOP_KEYS = ("resource_profiles", "image_profiles", "user_profiles")
+
+
+class ProfilesError(ValueError):
+    """The profiles file is unusable; ``problems`` holds one message per problem."""
+
+    def __init__(self, problems, source="profiles"):
+        self.problems = tuple(problems)
+        self.source = source
+        super().__init__(f"{source}: " + "\n".join(self.problems) if len(self.problems) == 1
+                         else f"{source}: {len(self.problems)} problems:\n" + "\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class ResourceProfile:
+    name: str
+    cpu_limit: float
+    mem_limit: int
+    gpus: int = 0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ImageProfile:
+    name: str
+    image: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class MaxPreallocate:
+    cpu_guarantee: float = 0.0
+    mem_guarantee: int = 0
+
+
+@dataclass(frozen=True)
+class UserEntry:
+    """One entry of user_profiles as written: None means "not set here, fall through"."""
+
+    allowed_resources: Optional[Tuple[str, ...]] = None
+    allowed_images: Optional[Tuple[str, ...]] = None
+    host_homedir_format_string: Optional[str] = None
+    max_preallocate: Optional[MaxPreallocate] = None
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """What one user may do, after the merge rule."""
+
+    allowed_resources: Tuple[str, ...]
+    allowed_images: Tuple[str, ...]
+    host_homedir_format_string: str
+    max_preallocate: MaxPreallocate
+
+
+@dataclass(frozen=True)
+class Profiles:
+    resources: Mapping[str, ResourceProfile]
+    images: Mapping[str, ImageProfile]
+    users: Mapping[str, UserEntry]
+
+
+def effective_profile(profiles: Profiles, username: str, groups=()) -> UserProfile:
+    """Merge rule: each key from the user's entry, else the first of the user's groups
+    (sorted by name) whose ``@group`` entry has it, else ``default``. Keys replace whole."""
+    chain = [profiles.users.get(username)]
+    chain += [profiles.users.get("@" + g) for g in sorted(set(groups))]
+    chain.append(profiles.users["default"])
+    entries = [e for e in chain if e is not None]
+
+    def pick(key, fallback=None):
+        for entry in entries:
+            value = getattr(entry, key)
+            if value is not None:
+                return value
+        return fallback
+
+    return UserProfile(
+        allowed_resources=pick("allowed_resources"),
+        allowed_images=pick("allowed_images"),
+        host_homedir_format_string=pick("host_homedir_format_string", DEFAULT_HOME),
+        max_preallocate=pick("max_preallocate", MaxPreallocate()),
+    )
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mapping(data, path, problems):
+    if not isinstance(data, dict):
+        problems.append(f"{path}: expected a mapping, got {data!r}")
+        return {}
+    return data
+
+
+def _unknown_keys(data, allowed, path, problems):
+    for key in data:
+        if key not in allowed:
+            problems.append(f"{path}.{key}: unknown key; allowed: {', '.join(allowed)}")
+
+
+def _resources(data, problems):
+    result = {}
+    for name, spec in _mapping(data, "resource_profiles", problems).items():
+        path = f"resource_profiles.{name}"
+        spec = _mapping(spec, path, problems)
+        _unknown_keys(spec, RESOURCE_KEYS, path, problems)
+        ok = True
+        cpu = spec.get("cpu_limit")
+        if "cpu_limit" not in spec:
+            problems.append(f"{path}.cpu_limit: missing; allowed: a number of cores > 0")
+            ok = False
+        elif not _is_number(cpu) or cpu <= 0:
+            problems.append(f"{path}.cpu_limit: {cpu!r} is not a valid limit; allowed: a number of cores > 0")
+            ok = False
+        mem = None
+        if "mem_limit" not in spec:
+            problems.append(f"{path}.mem_limit: missing; allowed: a size > 0 such as 4G")
+            ok = False
+        else:
+            try:
+                mem = parse_size(spec["mem_limit"])
+                if mem <= 0:
+                    raise SizeError(f"{spec['mem_limit']!r} is zero")
+            except SizeError as e:
+                problems.append(f"{path}.mem_limit: {e}; must be > 0")
+                ok = False
+        gpus = spec.get("gpus", 0)
+        if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
+            problems.append(f"{path}.gpus: {gpus!r} is not a valid GPU count; allowed: an integer >= 0")
+            ok = False
+        desc = spec.get("description", "")
+        if not isinstance(desc, str):
+            problems.append(f"{path}.description: {desc!r} is not a string")
+            ok = False
+        if ok:
+            if not desc:
+                desc = f"{cpu:g} CPU, {format_size(mem)}B RAM" + (f", {gpus} GPU" if gpus else "")
+            result[str(name)] = ResourceProfile(str(name), float(cpu), mem, gpus, desc)
+    return result
+
+
+def _images(data, problems):
+    result = {}
+    for name, spec in _mapping(data, "image_profiles", problems).items():
+        path = f"image_profiles.{name}"
+        spec = _mapping(spec, path, problems)
+        _unknown_keys(spec, IMAGE_KEYS, path, problems)
+        image = spec.get("image")
+        desc = spec.get("description", "")
+        if not isinstance(image, str) or not image.strip():
+            problems.append(f"{path}.image: {image!r} is not an image; allowed: a Docker image reference such as local/singleuser:latest")
+        elif not isinstance(desc, str):
+            problems.append(f"{path}.description: {desc!r} is not a string")
+        else:
+            result[str(name)] = ImageProfile(str(name), image, desc or image)
+    return result
+
+
+def _name_list(value, path, known, kind, problems, all_names):
+    if not isinstance(value, list) or not value:
+        problems.append(f"{path}: {value!r} is not a non-empty list; allowed: names from {kind}s: {', '.join(all_names)}")
+        return None
+    good = True
+    for i, item in enumerate(value):
+        if item not in known:
+            problems.append(f"{path}[{i}]: unknown {kind} {item!r}; allowed: {', '.join(all_names)}")
+            good = False
+    return tuple(value) if good else None
+
+
+def _home(value, path, problems):
+    if not isinstance(value, str) or "{username}" not in value:
+        problems.append(f"{path}: {value!r} must contain {{username}}; e.g. /home/{{username}}")
+        return None
+    try:
+        formatted = value.format(username="someone")
+    except (KeyError, IndexError, ValueError) as e:
+        problems.append(f"{path}: {value!r} may use only the field {{username}} ({e!r})")
+        return None
+    if not formatted.startswith("/"):
+        problems.append(f"{path}: {value!r} is not an absolute path; e.g. /home/{{username}}")
+        return None
+    return value
+
+
+def _preallocate(value, path, problems, largest_cpu, largest_mem):
+    value = _mapping(value, path, problems)
+    _unknown_keys(value, PREALLOCATE_KEYS, path, problems)
+    ok = True
+    cpu = value.get("cpu_guarantee", 0)
+    if not _is_number(cpu) or cpu < 0:
+        problems.append(f"{path}.cpu_guarantee: {cpu!r} is not valid; allowed: a number of cores >= 0")
+        ok = False
+    elif cpu > largest_cpu:
+        problems.append(f"{path}.cpu_guarantee: {cpu!r} is above the largest cpu_limit of any resource profile ({largest_cpu:g}); allowed: 0 to {largest_cpu:g}")
+        ok = False
+    mem = 0
+    try:
+        mem = parse_size(value.get("mem_guarantee", 0))
+    except SizeError as e:
+        problems.append(f"{path}.mem_guarantee: {e}")
+        ok = False
+    else:
+        if mem > largest_mem:
+            problems.append(f"{path}.mem_guarantee: {value.get('mem_guarantee')!r} is above the largest mem_limit of any resource profile ({format_size(largest_mem)}); allowed: 0 to {format_size(largest_mem)}")
+            ok = False
+    return MaxPreallocate(float(cpu), mem) if ok else None
+
+
+def _users(data, resources, all_resources, all_images, problems):
+    data = _mapping(data, "user_profiles", problems)
+    if "default" not in data:
+        problems.append("user_profiles.default: missing; the default entry is required (with allowed_resources and allowed_images)")
+    largest_cpu = max([r.cpu_limit for r in resources.values()], default=0)
+    largest_mem = max([r.mem_limit for r in resources.values()], default=0)
+    result = {}
+    for name, spec in data.items():
+        path = f"user_profiles.{name}"
+        if not isinstance(name, str) or not name or name == "@":
+            problems.append(f"{path}: {name!r} is not a user name, '@group' or 'default'")
+            continue
+        spec = _mapping(spec, path, problems)
+        _unknown_keys(spec, USER_KEYS, path, problems)
+        fields = {}
+        if "allowed_resources" in spec:
+            fields["allowed_resources"] = _name_list(spec["allowed_resources"], f"{path}.allowed_resources",
+                                                     all_resources, "resource profile", problems, all_resources)
+        if "allowed_images" in spec:
+            fields["allowed_images"] = _name_list(spec["allowed_images"], f"{path}.allowed_images",
+                                                  all_images, "image profile", problems, all_images)
+        if "host_homedir_format_string" in spec:
+            fields["host_homedir_format_string"] = _home(spec["host_homedir_format_string"],
+                                                         f"{path}.host_homedir_format_string", problems)
+        if "max_preallocate" in spec:
+            fields["max_preallocate"] = _preallocate(spec["max_preallocate"], f"{path}.max_preallocate",
+                                                     problems, largest_cpu, largest_mem)
+        if name == "default":
+            for key in ("allowed_resources", "allowed_images"):
+                if key not in spec:
+                    problems.append(f"{path}.{key}: missing; the default entry must set it (other entries fall back to it)")
+        result[name] = UserEntry(**fields)
+    return result
+
+
+def parse_profiles(data, source="profiles") -> Profiles:
+    """Validate already-parsed data (dict) into Profiles, or raise ProfilesError with all problems."""
+    problems = []
+    if not isinstance(data, dict):
+        raise ProfilesError([f"(top level): expected a mapping with {', '.join(TOP_KEYS)}, got {data!r}"], source)
+    _unknown_keys(data, TOP_KEYS, "(top level)", problems)
+    for key in TOP_KEYS:
+        if key not in data:
+            problems.append(f"{key}: missing; required sections: {', '.join(TOP_KEYS)}")
+    # names as written (even invalid ones) so an entry with a bad limit is not also "unknown"
+    raw_res = data.get("resource_profiles") if isinstance(data.get("resource_profiles"), dict) else {}
+    raw_img = data.get("image_profiles") if isinstance(data.get("image_profiles"), dict) else {}
+    resources = _resources(data.get("resource_profiles", {}), problems)
+    images = _images(data.get("image_profiles", {}), problems)
+    if "resource_profiles" in data and not raw_res:
+        problems.append("resource_profiles: empty; define at least one resource profile")
+    if "image_profiles" in data and not raw_img:
+        problems.append("image_profiles: empty; define at least one image profile")
+    users = _users(data.get("user_profiles", {}), resources,
+                   [str(k) for k in raw_res], [str(k) for k in raw_img], problems)
+    if problems:
+        raise ProfilesError(problems, source)
+    return Profiles(MappingProxyType(resources), MappingProxyType(images), MappingProxyType(users))
+
+
+def load_profiles(path) -> Profiles:
+    """Read a YAML or JSON profiles file (JSON is chosen by a .json suffix) and validate it."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ProfilesError([f"cannot read the profiles file: {e}"], path) from e
+    try:
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise ProfilesError([f"not valid {'JSON' if path.endswith('.json') else 'YAML'}: {e}"], path) from e
+    return parse_profiles(data, path)

@@ -1,0 +1,167 @@
+"""user_options -> a validated SpawnRequest, or SpawnRequestError naming the field.
+
+Pure: the same function checks options from the HTML form (strings) and from the REST
+API (JSON numbers or strings), because both are user input. Limits are capped at what
+the host has, so nothing promises more than the machine can give.
+"""
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Tuple
+
+from .admission import Capacity, check_admission
+from .capacity import HostCapacity
+from .gpus import choose_gpus
+from .profiles import Profiles, UserProfile
+from .sizes import SizeError, format_size, parse_size
+
+OPTION_KEYS = ("resource_profile", "image_profile", "cpu_limit", "mem_limit",
+               "cpu_guarantee", "mem_guarantee", "gpus")
+
+
+class SpawnRequestError(ValueError):
+    """Bad user option: ``field`` is the option name, ``message`` says value and allowed range."""
+
+    def __init__(self, field, message):
+        self.field = field
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SpawnRequest:
+    resource_profile: str
+    image_profile: str
+    image: str
+    cpu_limit: float
+    mem_limit: int
+    cpu_guarantee: float = 0.0
+    mem_guarantee: int = 0
+    gpus: int = 0
+    gpu_ids: Tuple[str, ...] = ()
+    warnings: Tuple[str, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one user may ask for one resource profile on this host (also drives the form)."""
+
+    cpu_limit: float
+    mem_limit: int
+    cpu_guarantee: float
+    mem_guarantee: int
+    gpus: int
+
+
+def bounds_for(profiles: Profiles, user: UserProfile, resource_name: str, host: HostCapacity) -> Bounds:
+    """Maxima for a resource profile: its limits capped at the host, guarantees also capped
+    at max_preallocate and at the limit."""
+    res = profiles.resources[resource_name]
+    cpu = min(res.cpu_limit, host.cpus)
+    mem = min(res.mem_limit, host.mem_bytes)
+    return Bounds(cpu, mem, min(user.max_preallocate.cpu_guarantee, cpu),
+                  min(user.max_preallocate.mem_guarantee, mem), res.gpus)
+
+
+def _choice(options, key, allowed, kind):
+    if key not in options:
+        return allowed[0]
+    value = options[key]
+    if not isinstance(value, str) or value not in allowed:
+        raise SpawnRequestError(key, f"{key}: {value!r} is not a {kind} you may use; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _number(options, key, default):
+    if key not in options:
+        return default
+    value = options[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SpawnRequestError(key, f"{key}: {value!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise SpawnRequestError(key, f"{key}: {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise SpawnRequestError(key, f"{key}: {value!r} is not a finite number")
+    return number
+
+
+def _size(options, key, default):
+    if key not in options:
+        return default
+    value = options[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpawnRequestError(key, f"{key}: {value!r} is not a finite size")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise SpawnRequestError(key, f"{key}: {value!r} is negative")
+    try:
+        return parse_size(value)
+    except SizeError as e:
+        raise SpawnRequestError(key, f"{key}: {e}") from None
+
+
+def build_request(profiles: Profiles, user: UserProfile, options, host: HostCapacity) -> SpawnRequest:
+    """Validate every option; absent options get defaults (first allowed profile and image,
+    the profile's full limits capped at the host, zero guarantees, the profile's GPUs)."""
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise SpawnRequestError("user_options", f"user_options: {options!r} is not an object")
+    for key in options:
+        if key not in OPTION_KEYS:
+            raise SpawnRequestError(key, f"{key}: unknown option; allowed: {', '.join(OPTION_KEYS)}")
+
+    res_name = _choice(options, "resource_profile", user.allowed_resources, "resource profile")
+    img_name = _choice(options, "image_profile", user.allowed_images, "image profile")
+    res = profiles.resources[res_name]
+    b = bounds_for(profiles, user, res_name, host)
+    warnings = []
+    if res.cpu_limit > host.cpus:
+        warnings.append(f"resource profile {res_name!r} has cpu_limit {res.cpu_limit:g} but this host has "
+                        f"{host.cpus:g} CPUs; capped at {host.cpus:g}")
+    if res.mem_limit > host.mem_bytes:
+        warnings.append(f"resource profile {res_name!r} has mem_limit {format_size(res.mem_limit)} but this host "
+                        f"has {format_size(host.mem_bytes)}; capped at {format_size(host.mem_bytes)}")
+
+    cpu_limit = _number(options, "cpu_limit", b.cpu_limit)
+    if not 0 < cpu_limit <= b.cpu_limit:
+        raise SpawnRequestError("cpu_limit", f"cpu_limit: {options['cpu_limit']!r} is out of range for resource "
+                                f"profile {res_name!r}; allowed: more than 0 and at most {b.cpu_limit:g} CPUs")
+    mem_limit = _size(options, "mem_limit", b.mem_limit)
+    if not 0 < mem_limit <= b.mem_limit:
+        raise SpawnRequestError("mem_limit", f"mem_limit: {options['mem_limit']!r} is out of range for resource "
+                                f"profile {res_name!r}; allowed: more than 0 and at most {format_size(b.mem_limit)} "
+                                f"({b.mem_limit} bytes)")
+    cpu_guarantee = _number(options, "cpu_guarantee", 0.0)
+    cpu_max = min(b.cpu_guarantee, cpu_limit)
+    if not 0 <= cpu_guarantee <= cpu_max:
+        why = (f"above cpu_limit {cpu_limit:g}" if cpu_guarantee > cpu_limit
+               else f"above max_preallocate {b.cpu_guarantee:g}" if cpu_guarantee > b.cpu_guarantee else "negative")
+        raise SpawnRequestError("cpu_guarantee", f"cpu_guarantee: {options['cpu_guarantee']!r} is {why}; "
+                                f"allowed: 0 to {cpu_max:g} CPUs")
+    mem_guarantee = _size(options, "mem_guarantee", 0)
+    mem_max = min(b.mem_guarantee, mem_limit)
+    if mem_guarantee > mem_max:
+        why = (f"above mem_limit {format_size(mem_limit)}" if mem_guarantee > mem_limit
+               else f"above max_preallocate {format_size(b.mem_guarantee)}")
+        raise SpawnRequestError("mem_guarantee", f"mem_guarantee: {options['mem_guarantee']!r} is {why}; "
+                                f"allowed: 0 to {format_size(mem_max)} ({mem_max} bytes)")
+    gpus = _number(options, "gpus", b.gpus)
+    if gpus != int(gpus) or not 0 <= gpus <= b.gpus:
+        raise SpawnRequestError("gpus", f"gpus: {options['gpus']!r} is not allowed for resource profile "
+                                f"{res_name!r}; allowed: a whole number from 0 to {b.gpus}")
+    return SpawnRequest(res_name, img_name, profiles.images[img_name].image, cpu_limit, mem_limit,
+                        cpu_guarantee, mem_guarantee, int(gpus), (), tuple(warnings))
+
+
+def plan_spawn(profiles: Profiles, user: UserProfile, options, host: HostCapacity, running=(),
+               guarantee_capacity: Capacity = None, gpu_devices=(), gpu_sharing="exclusive",
+               replacing_container=None) -> SpawnRequest:
+    """The whole decision: validate options, admit guarantees, pick GPUs. Raises
+    SpawnRequestError, AdmissionError or GpuAllocationError (all with .field and .message)."""
+    req = build_request(profiles, user, options, host)
+    capacity = guarantee_capacity or Capacity(host.cpus, host.mem_bytes)
+    check_admission(req.cpu_guarantee, req.mem_guarantee, running, capacity, replacing_container)
+    gpu_ids = choose_gpus(req.gpus, gpu_devices, running, gpu_sharing, replacing_container)
+    return replace(req, gpu_ids=gpu_ids)

@@ -1,0 +1,317 @@
+"""DockerSystemProfileSpawner: the thin shell gluing the pure parts to JupyterHub and Docker.
+
+Everything that decides (validation, admission, GPU choice, Docker arguments, the form)
+lives in pure modules; this class only gathers the inputs (profiles, the user's unix
+account and groups, the running containers) and hands the result to dockerspawner.
+"""
+
+import asyncio
+import grp
+import os
+import pwd
+
+from dockerspawner import SystemUserSpawner
+from tornado import web
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default, validate
+
+from . import dockerargs, labels
+from .admission import AdmissionError, Capacity, free_capacity
+from .capacity import detect_host
+from .check import oversize_warnings
+from .form import options_from_form, render_form
+from .gpus import GpuAllocationError, free_gpus
+from .profiles import effective_profile, load_profiles
+from .request import SpawnRequestError, build_request, plan_spawn
+from .sizes import SizeError, parse_size
+
+# path -> Profiles: the file is read and validated once per hub process
+_PROFILES_CACHE = {}
+# held from admission check to container creation so concurrent spawns cannot both
+# take the last free guarantee or GPU
+_ADMISSION_LOCK = None
+
+
+def cached_profiles(path):
+    """Profiles for a path, loaded once per process (raises ProfilesError)."""
+    if path not in _PROFILES_CACHE:
+        _PROFILES_CACHE[path] = load_profiles(path)
+    return _PROFILES_CACHE[path]
+
+
+def _admission_lock():
+    global _ADMISSION_LOCK
+    if _ADMISSION_LOCK is None:
+        _ADMISSION_LOCK = asyncio.Lock()
+    return _ADMISSION_LOCK
+
+
+class DockerSystemProfileSpawner(SystemUserSpawner):
+    """SystemUserSpawner sized by per-user/group profiles, with guarantees and GPUs."""
+
+    profiles_file = Unicode(
+        "/etc/jupyterhub/profiles.yaml",
+        config=True,
+        help="""YAML (or .json) profiles file: resource_profiles, image_profiles, user_profiles.
+        Validated once when the spawner is first used; call
+        ``profilespawner.load_profiles_or_exit(path)`` in jupyterhub_config.py so the hub
+        refuses to start on a bad file. Check a file by hand with
+        ``python -m profilespawner.check FILE``.""",
+    )
+    gpu_devices = List(
+        Unicode(),
+        config=True,
+        help="""Host GPUs users may get, as NVIDIA device indices ("0", "1") or UUIDs
+        ("GPU-..."), passed to Docker device_requests. Empty: no GPUs.""",
+    )
+    gpu_sharing = CaselessStrEnum(
+        ["exclusive", "shared"],
+        default_value="exclusive",
+        config=True,
+        help="""exclusive: a GPU held by a running server is never given to another one; a
+        spawn that finds too few free GPUs fails with an error. shared: GPUs may be shared,
+        the least-loaded ones are chosen.""",
+    )
+    guarantee_cpu_capacity = Float(
+        0.0,
+        config=True,
+        help="""CPUs the guarantees of all user containers together may add up to (what the
+        users' slice may hold). 0: the host's CPU count.""",
+    )
+    guarantee_mem_capacity = Unicode(
+        "",
+        config=True,
+        help="""Memory the guarantees of all user containers together may add up to, as a
+        size (e.g. 20G). Empty: the host's physical memory.""",
+    )
+    pids_limit = Integer(1024, config=True, help="Maximum number of processes in a user container (0: no limit).")
+    cgroup_parent = Unicode(
+        "",
+        config=True,
+        help="""cgroup parent of user containers, e.g. jupyterhub-users.slice (systemd cgroup
+        driver) so a slice caps all users together. Empty: Docker's default.""",
+    )
+    home_mode = Integer(0o700, config=True, help="Mode of a home directory the spawner creates (octal, default 0o700).")
+    scope_labels = Dict(
+        value_trait=Unicode(),
+        config=True,
+        help="""Extra labels put on every user container of this hub AND required of the
+        containers counted for admission control and GPU allocation. Empty (default): every
+        user container on the Docker engine counts. Set it when several hubs share one engine
+        with separate capacity (e.g. a staging hub next to production, or test hubs).""",
+    )
+    remove = Bool(
+        True,
+        config=True,
+        help="""Remove containers when they stop (default True here): a changed profile or
+        image must never reuse a stale container.""",
+    )
+
+    @validate("guarantee_mem_capacity")
+    def _valid_mem_capacity(self, proposal):
+        if proposal.value:
+            try:
+                parse_size(proposal.value)
+            except SizeError as e:
+                raise ValueError(f"guarantee_mem_capacity: {e}") from None
+        return proposal.value
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_options_form
+
+    @default("options_from_form")
+    def _default_options_from_form(self):
+        return options_from_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # JupyterHub >= 5.3 calls this before pre_spawn_hook: refuse bad options as early as
+        # possible (start() validates again, for older hubs and for re-used stale options).
+        return lambda spawner, user_options: spawner._validated_request()
+
+    def _user_id_default(self):
+        # -1 instead of KeyError: get_state() reads user_id, and a hub user without a
+        # system account must get a clean error from start(), not crash state saving.
+        try:
+            return pwd.getpwnam(self.user.name).pw_uid
+        except KeyError:
+            return -1
+
+    def _group_id_default(self):
+        try:
+            return pwd.getpwnam(self.user.name).pw_gid
+        except KeyError:
+            return -1
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # configured values, kept so each spawn starts from them (not from the last spawn)
+        self._base_host_config = self.extra_host_config
+        self._base_create_kwargs = self.extra_create_kwargs
+        self._base_notebook_dir = self.notebook_dir
+        self._spawn_request = None
+        fresh = self.profiles_file not in _PROFILES_CACHE
+        self.profiles = cached_profiles(self.profiles_file)
+        if fresh:  # once per hub process: name the profiles this host cannot honour fully
+            for warning in oversize_warnings(self.profiles, detect_host()):
+                self.log.warning("%s: %s", self.profiles_file, warning)
+
+    # ---------------------------------------------------------------- inputs
+
+    def _account(self):
+        try:
+            return pwd.getpwnam(self.user.name)
+        except KeyError:
+            raise web.HTTPError(
+                403,
+                f"Hub user {self.user.name!r} has no system account on this host, so no server can run "
+                f"as them; an administrator must create the account (e.g. useradd {self.user.name}).",
+            ) from None
+
+    def _unix_groups(self, account):
+        names = []
+        for gid in os.getgrouplist(account.pw_name, account.pw_gid):
+            try:
+                names.append(grp.getgrgid(gid).gr_name)
+            except KeyError:
+                pass
+        return names
+
+    def _effective_profile(self, account=None):
+        if account is None:
+            try:
+                account = pwd.getpwnam(self.user.name)
+            except KeyError:
+                account = None
+        groups = self._unix_groups(account) if account else []
+        return effective_profile(self.profiles, self.user.name, groups)
+
+    def _guarantee_capacity(self, host):
+        cpus = self.guarantee_cpu_capacity or host.cpus
+        mem = parse_size(self.guarantee_mem_capacity) if self.guarantee_mem_capacity else host.mem_bytes
+        return Capacity(cpus, mem)
+
+    async def _running_servers(self):
+        from .running import running_servers
+
+        wanted = [labels.USER] + [f"{k}={v}" for k, v in self.scope_labels.items()]
+        containers = await self.docker("containers", all=True, filters={"label": wanted})
+        live = [c for c in containers if c.get("State") not in ("exited", "dead")]
+        return running_servers(live)
+
+    # ---------------------------------------------------------------- form
+
+    async def _render_options_form(self, spawner=None):
+        user = self._effective_profile()
+        host = detect_host()
+        running = await self._running_servers()
+        cpu_free, mem_free = free_capacity(running, self._guarantee_capacity(host))
+        gpu_free = len(free_gpus(self.gpu_devices, running)) if self.gpu_devices else None
+        return render_form(self.profiles, user, host, cpu_free, mem_free, gpu_free)
+
+    # ---------------------------------------------------------------- spawn
+
+    def _ensure_home(self, account, path):
+        """Create a missing home owned by the user (mode home_mode); leave existing ones alone."""
+        if os.path.isdir(path):
+            return
+        parent = os.path.dirname(path.rstrip("/"))
+        try:
+            os.makedirs(parent, mode=0o755, exist_ok=True)
+            try:
+                os.mkdir(path, self.home_mode)
+            except FileExistsError:
+                return
+            os.chown(path, account.pw_uid, account.pw_gid)
+            os.chmod(path, self.home_mode)
+        except OSError as e:
+            raise web.HTTPError(500, f"Cannot create the home directory {path} of {self.user.name!r}: {e} "
+                                     "(the hub must run as root to create homes)") from None
+        self.log.info("Created home %s for %s (mode %o)", path, self.user.name, self.home_mode)
+
+    def _validated_request(self):
+        """(account, effective profile, SpawnRequest) or HTTPError: 403 no account, 400 bad option."""
+        account = self._account()
+        user = self._effective_profile(account)
+        try:
+            return account, user, build_request(self.profiles, user, self.user_options, detect_host())
+        except SpawnRequestError as e:
+            raise web.HTTPError(400, e.message) from None
+
+    async def start(self):
+        """Validate user_options (form or REST API, or re-used from the last spawn) before
+        anything is created; bad options -> HTTP 400 naming the field."""
+        account, user, req = self._validated_request()
+        self.user_id, self.group_id = account.pw_uid, account.pw_gid
+        for warning in req.warnings:
+            self.log.warning("Spawning %s: %s", self.user.name, warning)
+        home = user.host_homedir_format_string
+        self.host_homedir_format_string = home
+        self.image_homedir_format_string = home  # same path inside: absolute paths keep working
+        self._ensure_home(account, self.host_homedir)
+        self.image = req.image
+        if not self._base_notebook_dir:
+            self.notebook_dir = self.homedir
+        self._spawn_request = req
+        return await super().start()
+
+    async def create_object(self):
+        """Admission control and GPU choice, from the running containers, then create.
+        Under a lock so two concurrent spawns cannot both take the last free capacity."""
+        account = self._account()
+        user = self._effective_profile(account)
+        host = detect_host()
+        async with _admission_lock():
+            running = await self._running_servers()
+            try:
+                req = plan_spawn(self.profiles, user, self.user_options, host, running,
+                                 self._guarantee_capacity(host), self.gpu_devices, self.gpu_sharing,
+                                 replacing_container=self.object_name)
+            except SpawnRequestError as e:
+                raise web.HTTPError(400, e.message) from None
+            except (AdmissionError, GpuAllocationError) as e:
+                raise web.HTTPError(409, e.message) from None
+            self._spawn_request = req
+            self.extra_host_config = _merged(self._base_host_config, dockerargs.host_config(
+                req, self.pids_limit, self.cgroup_parent))
+            self.extra_create_kwargs = _merged(self._base_create_kwargs, {
+                "labels": {**self.scope_labels, **dockerargs.container_labels(req, self.user.name)},
+                "working_dir": self.homedir,
+            })
+            self.log.info("Spawning %s: %s", self.user.name, req)
+            return await super().create_object()
+
+    def get_env(self):
+        env = super().get_env()
+        if self._spawn_request is not None:
+            env.update(dockerargs.environment(self._spawn_request))
+        return env
+
+    async def stop(self, now=False):
+        """Nothing to stop when no container was ever created (e.g. a refused spawn):
+        avoids docker calls with an empty id while the hub cleans up a failed start."""
+        if not self.object_id:
+            obj = await self.get_object()  # a container may still exist under our name
+            if obj is None:
+                self.clear_state()
+                return
+        await super().stop(now=now)
+
+
+def _merged(base, ours):
+    """Configured extra_* (dict or callable) with our values on top (ours win)."""
+    if callable(base):
+        async def evaluate(spawner):
+            value = base(spawner)
+            if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+                value = await value
+            return _merged(value or {}, ours)
+
+        return evaluate
+    merged = dict(base or {})
+    for key, value in ours.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
