@@ -6,16 +6,8 @@ new request must stay within the capacity the users' slice may hold.
 
 from dataclasses import dataclass
 
+from .errors import AdmissionError  # noqa: F401  (raised here, importable from here)
 from .sizes import format_size
-
-
-class AdmissionError(Exception):
-    """The spawn would overcommit guarantees; the message says guaranteed/free/asked."""
-
-    def __init__(self, field, message):
-        self.field = field
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,9 @@ are chosen. Documented for sites that prefer utilisation over isolation.
 
 from collections import Counter
 
+from .errors import GpuAllocationError  # noqa: F401  (raised here, importable from here)
+
 MODES = ("exclusive", "shared")
-
-
-class GpuAllocationError(Exception):
-    def __init__(self, message):
-        self.field = "gpus"
-        self.message = message
-        super().__init__(message)
 
 
 def gpu_holders(running, exclude_container=None):

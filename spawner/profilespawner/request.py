@@ -11,21 +11,13 @@ from typing import Tuple
 
 from .admission import Capacity, check_admission
 from .capacity import HostCapacity
+from .errors import SpawnRequestError  # noqa: F401  (raised here, importable from here)
 from .gpus import choose_gpus
 from .profiles import Profiles, UserProfile
 from .sizes import SizeError, format_size, parse_size
 
 OPTION_KEYS = ("resource_profile", "image_profile", "cpu_limit", "mem_limit",
                "cpu_guarantee", "mem_guarantee", "gpus")
-
-
-class SpawnRequestError(ValueError):
-    """Bad user option: ``field`` is the option name, ``message`` says value and allowed range."""
-
-    def __init__(self, field, message):
-        self.field = field
-        self.message = message
-        super().__init__(message)
 
 
 @dataclass(frozen=True)

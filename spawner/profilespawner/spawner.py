@@ -15,13 +15,14 @@ from tornado import web
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default, validate
 
 from . import dockerargs, labels
-from .admission import AdmissionError, Capacity, free_capacity
+from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import oversize_warnings
 from .form import options_from_form, render_form
-from .gpus import GpuAllocationError, free_gpus
+from .errors import SpawnRefused
+from .gpus import free_gpus
 from .profiles import effective_profile, load_profiles
-from .request import SpawnRequestError, build_request, plan_spawn
+from .request import build_request, plan_spawn
 from .sizes import SizeError, parse_size
 
 # path -> Profiles: the file is read and validated once per hub process
@@ -235,8 +236,8 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         user = self._effective_profile(account)
         try:
             return account, user, build_request(self.profiles, user, self.user_options, detect_host())
-        except SpawnRequestError as e:
-            raise web.HTTPError(400, e.message) from None
+        except SpawnRefused as e:
+            raise web.HTTPError(e.status, e.message) from None
 
     async def start(self):
         """Validate user_options (form or REST API, or re-used from the last spawn) before
@@ -267,10 +268,8 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                 req = plan_spawn(self.profiles, user, self.user_options, host, running,
                                  self._guarantee_capacity(host), self.gpu_devices, self.gpu_sharing,
                                  replacing_container=self.object_name)
-            except SpawnRequestError as e:
-                raise web.HTTPError(400, e.message) from None
-            except (AdmissionError, GpuAllocationError) as e:
-                raise web.HTTPError(409, e.message) from None
+            except SpawnRefused as e:
+                raise web.HTTPError(e.status, e.message) from None
             self._spawn_request = req
             self.extra_host_config = _merged(self._base_host_config, dockerargs.host_config(
                 req, self.pids_limit, self.cgroup_parent))
