@@ -1,0 +1,75 @@
+"""CIDR checks for the firewall role, on the standard library's ipaddress.
+
+WHY here: ansible.utils' ipaddr filters need the `netaddr` package on the controller; these
+two small filters need nothing, and give the error messages the role's asserts print.
+"""
+import ipaddress
+
+
+def cidr_problems(values, var_name="admin_networks"):
+    """One message per entry of `values` that is not an IPv4/IPv6 network ('' when all are)."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        return [f"{var_name} must be a list of CIDR networks (e.g. ['192.0.2.0/24']), "
+                f"got {values!r}"]
+    if not values:
+        return [f"{var_name} is empty: list at least one CIDR network (e.g. 192.0.2.0/24)"]
+    problems = []
+    for index, value in enumerate(values):
+        try:
+            ipaddress.ip_network(str(value), strict=True)
+        except ValueError as error:
+            problems.append(f"{var_name}[{index}]: {value!r} is not a CIDR network "
+                            f"(e.g. 192.0.2.0/24 or 2001:db8::/32): {error}")
+    return problems
+
+
+def ip_in_networks(address, networks):
+    """True when `address` lies in any of `networks` (invalid entries never match)."""
+    try:
+        ip = ipaddress.ip_address(str(address).strip())
+    except ValueError:
+        return False
+    for network in networks or []:
+        try:
+            if ip in ipaddress.ip_network(str(network), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def _network(value):
+    try:
+        return ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        return None
+
+
+def stale_sources(ufw_status, comment, wanted):
+    """Sources of the `ufw status` rules tagged `# comment` that are no longer in `wanted`.
+
+    WHY: ufw keeps a rule until it is deleted, so a network removed from admin_networks would
+    keep its SSH access; the role deletes what this returns. ufw prints 10.0.0.1/32 as
+    10.0.0.1, so sources are compared as networks, not as strings.
+    """
+    keep = {_network(value) for value in wanted or []}
+    stale = []
+    for line in str(ufw_status).splitlines():
+        if not line.rstrip().endswith("# " + comment):
+            continue
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        source = fields[-1]
+        network = _network(source)
+        if network is not None and network not in keep and source not in stale:
+            stale.append(source)
+    return stale
+
+
+class FilterModule:
+    """Filters: cidr_problems, ip_in_networks, stale_sources."""
+
+    def filters(self):
+        return {"cidr_problems": cidr_problems, "ip_in_networks": ip_in_networks,
+                "stale_sources": stale_sources}

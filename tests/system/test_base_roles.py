@@ -1,0 +1,480 @@
+"""The base host roles (docker, node, sshd, firewall; python when asked) converged for real.
+
+A systemd host container with Docker inside (tests/harness/systemd_host.py) plays the server;
+ansible-playbook reaches it over the community.docker.docker connection, and over real SSH for
+the firewall's lockout check. Everything asserted is read back from the live host: the second
+converge's recap, `sshd -T`, packets dropped by ufw, the cgroup of a container its dockerd ran.
+"""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness.images import BASE_IMAGE, ensure_base_image
+from tests.harness.systemd_host import start_systemd_host
+
+pytestmark = pytest.mark.system
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "tests" / "system" / "playbooks" / "base_roles.yml"
+IMAGE_CONTEXT = REPO / "tests" / "system" / "base" / "image-context"
+HOST_NAME = "h4-base-roles"
+# The inner dockerd's bridge, fixed so it cannot collide with the machine's own 172.17.0.0/16.
+INNER_BRIDGE_IP = "10.213.7.1/24"
+INNER_BRIDGE_CIDR = "10.213.7.0/24"
+EXTRA_CA_SUBJECT = "jbm-h4-test-ca"
+
+
+def ansible_bin(name: str) -> str:
+    """ansible-playbook next to the running interpreter (the venv), else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+def run_playbook(workdir: Path, inventory: Path, extra_vars: dict | None = None,
+                 playbook: Path = PLAYBOOK) -> subprocess.CompletedProcess:
+    """ansible-playbook with the repository's roles; output kept for the assertions."""
+    env = dict(os.environ,
+               ANSIBLE_ROLES_PATH=str(REPO / "roles"),
+               ANSIBLE_HOST_KEY_CHECKING="False",
+               ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_PIPELINING="True",
+               ANSIBLE_RETRY_FILES_ENABLED="False",
+               ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-local"))
+    cmd = [ansible_bin("ansible-playbook"), "-i", str(inventory), str(playbook)]
+    if extra_vars:
+        vars_file = workdir / f"extra-{abs(hash(json.dumps(extra_vars, sort_keys=True)))}.json"
+        vars_file.write_text(json.dumps(extra_vars))
+        cmd += ["-e", f"@{vars_file}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3000)
+    (workdir / "last-run.log").write_text(result.stdout + result.stderr)
+    return result
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    """The PLAY RECAP counters of one host."""
+    match = re.search(rf"^{re.escape(host)}\s*:\s*(.*)$", output, re.MULTILINE)
+    assert match, f"no recap line for {host} in:\n{output[-3000:]}"
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def make_ca_certificate(directory: Path) -> Path:
+    """A throwaway self-signed CA certificate, to check it reaches the host's bundle."""
+    directory.mkdir(parents=True, exist_ok=True)
+    cert = directory / "jbm-h4-test-ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={EXTRA_CA_SUBJECT}", "-keyout", str(directory / "key.pem"),
+                    "-out", str(cert)], check=True, capture_output=True)
+    (directory / "key.pem").unlink()
+    return cert
+
+
+def base_vars(ca_dir: Path) -> dict:
+    """The test site: the machine (172.17.0.1) is in the admin network; root may log in."""
+    return {
+        "admin_networks": ["172.17.0.0/16"],
+        "docker_bridge_cidr": INNER_BRIDGE_CIDR,
+        "docker_daemon_options": {"bip": INNER_BRIDGE_IP},
+        "sshd_allow_users": ["root", "alice"],
+        "sshd_permit_root_login": "prohibit-password",
+        "extra_ca_certificates_dir": str(ca_dir),
+        "docker_images_build": [{"name": "local/h4-prebuilt", "tag": "test",
+                                 "path": str(IMAGE_CONTEXT)}],
+    }
+
+
+@pytest.fixture(scope="module")
+def converged(tmp_path_factory, systemd_image):
+    """A systemd host with Docker inside, converged twice with the base roles."""
+    workdir = tmp_path_factory.mktemp("base-roles")
+    ca_dir = workdir / "extra-ca"
+    make_ca_certificate(ca_dir)
+    host = start_systemd_host(HOST_NAME, docker_inside=True)
+    inventory = workdir / "inventory.ini"
+    inventory.write_text(
+        "[base]\n"
+        f"{HOST_NAME} ansible_connection=community.docker.docker "
+        "ansible_python_interpreter=/usr/bin/python3\n")
+    variables = base_vars(ca_dir)
+    try:
+        first = run_playbook(workdir, inventory, variables)
+        assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
+        second = run_playbook(workdir, inventory, variables)
+        yield {"host": host, "workdir": workdir, "inventory": inventory, "vars": variables,
+               "first": first, "second": second}
+    finally:
+        host.remove()
+
+
+def test_second_converge_changes_nothing(converged):
+    second = converged["second"]
+    assert second.returncode == 0, second.stdout[-6000:]
+    counts = recap(second.stdout, HOST_NAME)
+    assert counts["changed"] == 0, [line for line in second.stdout.splitlines()
+                                    if line.startswith("changed:")]
+    assert counts["failed"] == 0
+    assert recap(converged["first"].stdout, HOST_NAME)["changed"] > 0
+
+
+def test_sshd_allows_only_the_listed_users(converged):
+    host = converged["host"]
+    effective = host.exec("sshd", "-T").stdout.splitlines()
+    assert "allowusers root" in effective
+    assert "allowusers alice" in effective
+    assert "passwordauthentication no" in effective
+    assert "permitrootlogin without-password" in effective
+    dropin = host.exec("cat", "/etc/ssh/sshd_config.d/10-jupyterhub-baremetal.conf").stdout
+    assert "AllowUsers root alice" in dropin
+    assert host.exec("systemctl", "is-active", "ssh").stdout.strip() == "active"
+
+
+def role_only_playbook(workdir: Path, role: str) -> Path:
+    """A one-role playbook, so a check of one role does not re-run the others."""
+    playbook = workdir / f"{role}_only.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": f"Converge only the {role} role", "hosts": "all", "roles": [{"role": role}]}]))
+    return playbook
+
+
+def test_sshd_refuses_to_lock_out_the_connecting_user(converged):
+    workdir = converged["workdir"]
+    result = run_playbook(workdir, converged["inventory"],
+                          {**converged["vars"], "sshd_allow_users": ["alice"]},
+                          playbook=role_only_playbook(workdir, "sshd"))
+    assert result.returncode != 0
+    assert "The connecting user root" in result.stdout
+    assert "would no longer be allowed" in result.stdout
+    dropin = converged["host"].exec(
+        "cat", "/etc/ssh/sshd_config.d/10-jupyterhub-baremetal.conf").stdout
+    assert "AllowUsers root alice" in dropin  # the old drop-in stays
+
+
+def tcp_answer(ip: str, port: int, timeout: float = 4.0) -> str:
+    """'open', 'refused' or 'dropped' (no answer at all: a firewall DROP)."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except (socket.timeout, TimeoutError):
+        return "dropped"
+
+
+def test_ufw_drops_a_closed_port_and_lets_ssh_through(converged):
+    host = converged["host"]
+    status = host.exec("ufw", "status", "verbose").stdout
+    assert "Status: active" in status
+    assert "Default: deny (incoming), allow (outgoing)" in status
+    # A real listener on the exporter's port inside the host: reachable from inside ...
+    host.exec("sh", "-c", "nohup python3 -m http.server 9945 --bind 0.0.0.0 "
+              ">/dev/null 2>&1 &")
+    inside = host.exec("python3", "-c", (
+        "import socket,time\n"
+        "for _ in range(50):\n"
+        "    try:\n"
+        "        socket.create_connection(('127.0.0.1', 9945), 2).close(); print('open'); break\n"
+        "    except OSError: time.sleep(0.1)\n"))
+    assert inside.stdout.strip() == "open"
+    # ... but not from the machine (172.17.0.1): ufw drops it without an answer.
+    assert tcp_answer(host.ip, 9945) == "dropped"
+    # SSH from the admin network (the machine is 172.17.0.1 in 172.17.0.0/16) gets through.
+    with socket.create_connection((host.ip, 22), timeout=10) as conn:
+        conn.settimeout(10)
+        assert conn.recv(64).startswith(b"SSH-2.0-")
+
+
+def test_ufw_denies_internal_ports_to_containers_and_allows_the_hub_api(converged):
+    rules = converged["host"].exec("ufw", "status").stdout
+    assert re.search(rf"^9945/tcp\s+DENY\s+{re.escape(INNER_BRIDGE_CIDR)}", rules, re.MULTILINE)
+    assert re.search(rf"^8081/tcp\s+ALLOW\s+{re.escape(INNER_BRIDGE_CIDR)}", rules, re.MULTILINE)
+    assert re.search(r"^22/tcp\s+ALLOW\s+172\.17\.0\.0/16", rules, re.MULTILINE)
+    lines = rules.splitlines()
+    deny_at = next(i for i, line in enumerate(lines) if line.startswith("9945/tcp"))
+    allow_at = next(i for i, line in enumerate(lines) if line.startswith("8081/tcp"))
+    assert deny_at < allow_at
+
+
+@pytest.mark.parametrize("bad, named", [
+    (["172.17.0.0/16", "not-a-cidr"], "admin_networks[1]: 'not-a-cidr' is not a CIDR network"),
+    (["10.0.0.1/8"], "admin_networks[0]: '10.0.0.1/8' is not a CIDR network"),
+])
+def test_a_bad_admin_network_stops_the_play_before_any_change(converged, bad, named):
+    result = run_playbook(converged["workdir"], converged["inventory"],
+                          {**converged["vars"], "admin_networks": bad})
+    assert result.returncode != 0
+    assert named in result.stdout
+    counts = recap(result.stdout, HOST_NAME)
+    assert counts["changed"] == 0 and counts["failed"] == 1
+    assert "Install the Docker engine" not in result.stdout  # stopped in the preflight play
+
+
+def test_firewall_refuses_to_cut_off_the_ssh_connection_it_runs_over(converged):
+    """Over real SSH, from 172.17.0.1, with an admin network that does not contain it."""
+    host, workdir = converged["host"], converged["workdir"]
+    key = workdir / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    host.exec("sh", "-c", "install -d -m 700 /root/.ssh && cat >> /root/.ssh/authorized_keys",
+              input=(workdir / "id_ed25519.pub").read_text())
+    inventory = workdir / "inventory-ssh.ini"
+    inventory.write_text(
+        "[base]\n"
+        f"{HOST_NAME} ansible_host={host.ip} ansible_user=root "
+        f"ansible_ssh_private_key_file={key} ansible_python_interpreter=/usr/bin/python3 "
+        "ansible_ssh_common_args='-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no'\n")
+    playbook = role_only_playbook(workdir, "firewall")
+    before = host.exec("ufw", "status").stdout
+    result = run_playbook(workdir, inventory, {**converged["vars"],
+                                               "admin_networks": ["192.0.2.0/24"]},
+                          playbook=playbook)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "This play connects from 172.17.0.1, which is not in admin_networks" in result.stdout
+    assert host.exec("ufw", "status").stdout == before
+    # The same play from an admin network goes through over SSH (the check is not a blanket no).
+    ok = run_playbook(workdir, inventory, converged["vars"], playbook=playbook)
+    assert ok.returncode == 0, ok.stdout[-3000:]
+    assert recap(ok.stdout, HOST_NAME)["changed"] == 0
+
+
+def test_a_network_removed_from_admin_networks_loses_ssh(converged):
+    host, workdir = converged["host"], converged["workdir"]
+    playbook = role_only_playbook(workdir, "firewall")
+    wider = {**converged["vars"], "admin_networks": ["172.17.0.0/16", "192.0.2.0/24"]}
+    assert run_playbook(workdir, converged["inventory"], wider, playbook=playbook).returncode == 0
+    assert re.search(r"^22/tcp\s+ALLOW\s+192\.0\.2\.0/24", host.exec("ufw", "status").stdout,
+                     re.MULTILINE)
+    back = run_playbook(workdir, converged["inventory"], converged["vars"], playbook=playbook)
+    assert back.returncode == 0, back.stdout[-3000:]
+    rules = host.exec("ufw", "status").stdout
+    assert "192.0.2.0/24" not in rules
+    assert re.search(r"^22/tcp\s+ALLOW\s+172\.17\.0\.0/16", rules, re.MULTILINE)
+
+
+def slice_expectations(host) -> tuple[int, int]:
+    """(MemoryMax bytes, CFS quota us per 100 ms) the role must derive from the host's facts."""
+    meminfo = host.exec("cat", "/proc/meminfo").stdout
+    memtotal_mb = int(re.search(r"MemTotal:\s+(\d+) kB", meminfo).group(1)) // 1024
+    vcpus = int(host.exec("sh", "-c", "grep -c ^processor /proc/cpuinfo").stdout)
+    reserve_mb = min(max(2048, -(-memtotal_mb * 10 // 100)), memtotal_mb // 2)
+    reserve_cpus = min(max(1.0, vcpus * 0.10), vcpus / 2)
+    quota_percent = round((vcpus - reserve_cpus) * 100)
+    return (memtotal_mb - reserve_mb) * 1024 * 1024, quota_percent * 1000
+
+
+def ensure_inner_image(host) -> None:
+    """The Debian base image inside the host's own dockerd (no registry: docker save | load)."""
+    if host.exec("docker", "image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+        host.load_image(ensure_base_image())
+
+
+def test_users_containers_reach_the_hub_api_but_not_the_exporter(converged, base_image):
+    """From a container on the host's docker bridge to listeners on the host's bridge address."""
+    host = converged["host"]
+    ensure_inner_image(host)
+    gateway = INNER_BRIDGE_IP.split("/")[0]
+    for port in (8081, 9945):
+        host.exec("sh", "-c", f"ss -ltn | grep -q ':{port} ' || nohup python3 -m http.server "
+                  f"{port} --bind 0.0.0.0 >/dev/null 2>&1 &")
+    probe = ("for port in 8081 9945; do "
+             f"if timeout 5 bash -c \"exec 3<>/dev/tcp/{gateway}/$port\" 2>/dev/null; "
+             "then echo $port open; else echo $port closed; fi; done")
+    answers = None
+    for _ in range(3):  # the listeners may take a moment to bind
+        answers = host.exec("docker", "run", "--rm", BASE_IMAGE, "bash", "-c", probe).stdout
+        if "8081 open" in answers:
+            break
+    assert "8081 open" in answers
+    assert "9945 closed" in answers
+
+
+def test_docker_runs_user_containers_under_the_capped_slice(converged, base_image):
+    host = converged["host"]
+    info = json.loads(host.exec("docker", "info", "--format", "{{json .}}").stdout)
+    assert info["CgroupDriver"] == "systemd"
+    assert info["LoggingDriver"] == "journald"
+    assert info["LiveRestoreEnabled"] is True
+    memory_max, cpu_quota_us = slice_expectations(host)
+    shown = host.exec("systemctl", "show", "jupyterhub-users.slice",
+                      "-p", "MemoryMax", "-p", "CPUQuotaPerSecUSec").stdout
+    assert f"MemoryMax={memory_max}" in shown
+
+    host.exec("docker", "rm", "-f", "h4-probe", check=False)
+    ensure_inner_image(host)
+    host.exec("docker", "run", "-d", "--name", "h4-probe", "--cgroup-parent",
+              "jupyterhub-users.slice", BASE_IMAGE, "sleep", "600")
+    pid = host.exec("docker", "inspect", "-f", "{{.State.Pid}}", "h4-probe").stdout.strip()
+    cgroups = dict(line.split(":", 2)[1:] for line in
+                   host.exec("cat", f"/proc/{pid}/cgroup").stdout.splitlines())
+    memory_cgroup = cgroups.get("memory") or cgroups[""]
+    assert "/jupyterhub.slice/jupyterhub-users.slice/docker-" in memory_cgroup
+    slice_dir = memory_cgroup.split("/jupyterhub-users.slice/")[0] + "/jupyterhub-users.slice"
+    limit = host.exec("cat", f"/sys/fs/cgroup/memory{slice_dir}/memory.limit_in_bytes").stdout
+    assert int(limit) == memory_max
+    quota = host.exec("cat", f"/sys/fs/cgroup/cpu,cpuacct{slice_dir}/cpu.cfs_quota_us",
+                      check=False)
+    if quota.returncode != 0:
+        quota = host.exec("cat", f"/sys/fs/cgroup/cpu{slice_dir}/cpu.cfs_quota_us")
+    assert int(quota.stdout) == cpu_quota_us
+    host.exec("docker", "rm", "-f", "h4-probe", check=False)
+
+
+def test_extra_ca_certificates_reach_the_host_and_the_prebuilt_image(converged):
+    host = converged["host"]
+    installed = host.exec("cat", "/usr/local/share/ca-certificates/jbm-h4-test-ca.crt").stdout
+    assert installed == (converged["workdir"] / "extra-ca" / "jbm-h4-test-ca.crt").read_text()
+    bundle = host.exec("openssl", "crl2pkcs7", "-nocrl", "-certfile",
+                       "/etc/ssl/certs/ca-certificates.crt").stdout
+    subjects = host.exec("openssl", "pkcs7", "-print_certs", "-noout", input=bundle).stdout
+    assert f"CN = {EXTRA_CA_SUBJECT}" in subjects
+    host.exec("docker", "rm", "-f", "h4-prebuilt", check=False)
+    host.exec("docker", "create", "--name", "h4-prebuilt", "local/h4-prebuilt:test")
+    copied = host.exec("docker", "cp",
+                       "h4-prebuilt:/usr/local/share/ca-certificates/jbm-h4-test-ca.crt", "-")
+    host.exec("docker", "rm", "-f", "h4-prebuilt", check=False)
+    assert installed.strip() in copied.stdout  # `docker cp ... -` streams a tar of the file
+
+
+def test_configurable_http_proxy_runs_on_the_installed_node(converged):
+    host = converged["host"]
+    chp = "/opt/jupyterhub/chp/node_modules/.bin/configurable-http-proxy"
+    assert host.exec(chp, "--version").stdout.strip() == "4.6.3"
+    major = int(host.exec("node", "--version").stdout.strip().lstrip("v").split(".")[0])
+    assert major >= 10
+
+
+# --- the filters behind the early checks (pure; no host needed) -------------------------------
+
+def load_filter(role: str, module: str):
+    """A role's filter plugin module, loaded from its file (roles are not a package)."""
+    import importlib.util
+    path = REPO / "roles" / role / "filter_plugins" / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"jbm_{role}_{module}", path)
+    loaded = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def test_cidr_problems_name_each_bad_entry_and_its_index():
+    networks = load_filter("firewall", "networks")
+    assert networks.cidr_problems(["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]) == []
+    problems = networks.cidr_problems(["10.0.0.0/8", "office", "10.0.0.1/8"])
+    assert [p.split(":")[0] for p in problems] == ["admin_networks[1]", "admin_networks[2]"]
+    assert "'office' is not a CIDR network" in problems[0]
+    assert networks.cidr_problems([]) == [
+        "admin_networks is empty: list at least one CIDR network (e.g. 192.0.2.0/24)"]
+    assert "must be a list" in networks.cidr_problems("10.0.0.0/8")[0]
+    assert networks.ip_in_networks("172.17.0.1", ["10.0.0.0/8", "172.17.0.0/16"])
+    assert not networks.ip_in_networks("172.18.0.1", ["172.17.0.0/16", "garbage"])
+    assert not networks.ip_in_networks("not-an-ip", ["0.0.0.0/0"])
+
+
+def test_stale_sources_are_the_tagged_rules_no_longer_wanted():
+    networks = load_filter("firewall", "networks")
+    status = (
+        "Status: active\n\n"
+        "To                         Action      From\n"
+        "--                         ------      ----\n"
+        "22/tcp                     ALLOW       172.17.0.0/16              # jbm ssh\n"
+        "22/tcp                     ALLOW       192.0.2.7                  # jbm ssh\n"
+        "22/tcp                     ALLOW       198.51.100.0/24            # jbm ssh\n"
+        "22/tcp                     ALLOW       203.0.113.0/24             # someone else\n"
+        "22/tcp (v6)                ALLOW       2001:db8::/32              # jbm ssh\n")
+    assert networks.stale_sources(status, "jbm ssh", ["172.17.0.0/16", "192.0.2.7/32"]) == [
+        "198.51.100.0/24", "2001:db8::/32"]
+    assert networks.stale_sources(status, "jbm ssh",
+                                  ["172.17.0.0/16", "192.0.2.7", "198.51.100.0/24",
+                                   "2001:db8::/32"]) == []
+
+
+def test_sshd_access_follows_allowusers_and_allowgroups_together():
+    access = load_filter("sshd", "sshd_access").sshd_user_allowed
+    assert access("root", ["root"], [], [])
+    assert access("alice", ["alice"], ["root", "al*"], [])
+    assert access("alice", ["alice"], ["alice@192.0.2.*"], [])
+    assert not access("bob", ["bob"], ["root", "alice"], [])
+    assert access("bob", ["bob", "admins"], [], ["admins"])
+    # Both lists set: sshd wants both to pass.
+    assert not access("bob", ["bob", "admins"], ["alice"], ["admins"])
+    assert not access("alice", ["alice"], ["alice"], ["admins"])
+
+
+# --- the python role (a real CPython build, optimisations off: several minutes) --------------
+
+def bridge_gateway() -> str:
+    """The machine's address on the default docker bridge (where the host container reaches it)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"],
+                         capture_output=True, text=True, check=True).stdout
+    return re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out).group(1)
+
+
+@pytest.fixture(scope="module")
+def cpython_tarball_url():
+    """Debian's copy of the CPython 3.11.2 tarball, served over HTTP on the docker bridge."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+    cache = Path(os.environ.get("JBM_CACHE_DIR", "/var/cache/jbm")) / "python-src"
+    tarball = Path(subprocess.run(
+        [str(REPO / "tests" / "system" / "base" / "fetch_cpython_source.sh"), str(cache)],
+        capture_output=True, text=True, check=True).stdout.strip())
+    sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(cache))
+    server = http.server.ThreadingHTTPServer((bridge_gateway(), 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{server.server_address[0]}:{server.server_address[1]}/{tarball.name}", sha256
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_python_role_builds_cpython_into_its_own_prefix(tmp_path, systemd_image,
+                                                       cpython_tarball_url):
+    url, sha256 = cpython_tarball_url
+    host = start_systemd_host("h4-python-role")
+    try:
+        system_python = host.exec("python3", "-c", "import sys; print(sys.version)").stdout
+        inventory = tmp_path / "inventory.ini"
+        inventory.write_text(
+            "[base]\n"
+            "h4-python-role ansible_connection=community.docker.docker "
+            "ansible_python_interpreter=/usr/bin/python3\n")
+        variables = {"python_version": "3.11.2", "python_source_url": url,
+                     "python_source_sha256": sha256, "python_enable_optimizations": False}
+        playbook = role_only_playbook(tmp_path, "python")
+        first = run_playbook(tmp_path, inventory, variables, playbook=playbook)
+        assert first.returncode == 0, first.stdout[-6000:]
+        second = run_playbook(tmp_path, inventory, variables, playbook=playbook)
+        assert second.returncode == 0, second.stdout[-6000:]
+        assert recap(second.stdout, "h4-python-role")["changed"] == 0
+
+        interpreter = "/opt/jupyterhub/python-3.11.2/bin/python3.11"
+        built = host.exec(interpreter, "-c", (
+            "import sys, ssl, sqlite3, ctypes, lzma, venv; "
+            "print(sys.version.split()[0], sys.prefix, ssl.OPENSSL_VERSION)")).stdout.split()
+        assert built[:2] == ["3.11.2", "/opt/jupyterhub/python-3.11.2"]
+        # The system Python is untouched, and no unversioned python3 was installed anywhere.
+        assert host.exec("python3", "-c", "import sys; print(sys.version)").stdout == system_python
+        assert host.exec("test", "-e", "/opt/jupyterhub/python-3.11.2/bin/python3",
+                         check=False).returncode != 0
+        assert host.exec("test", "-e", "/usr/local/bin/python3", check=False).returncode != 0
+
+        # A wrong checksum is refused (get_url verifies it) when the version is not built yet.
+        bad = run_playbook(tmp_path, inventory,
+                           {**variables, "python_version": "3.11.99",
+                            "python_source_sha256": "0" * 64}, playbook=playbook)
+        assert bad.returncode != 0
+        assert "did not match" in bad.stdout or "checksum" in bad.stdout.lower()
+        assert host.exec("test", "-e", "/opt/jupyterhub/python-3.11.99", check=False).returncode
+    finally:
+        host.remove()
