@@ -59,7 +59,7 @@ bench: deps images
 	$(PY) tests/benchmarks/run_all.py
 
 sandbox: deps images
-	$(PY) ansible/sandbox/run.py
+	$(PY) ansible/sandbox/sandbox.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,4 +1,4 @@
-"""The base host roles (docker, node, sshd, firewall; python when asked) converged for real.
+"""The base host roles (docker, node, sshd, firewall) converged for real (python: test_site.py).
 
 A systemd host container with Docker inside (tests/harness/systemd_host.py) plays the server;
 ansible-playbook reaches it over the community.docker.docker connection, and over real SSH for
@@ -404,77 +404,3 @@ def test_sshd_access_follows_allowusers_and_allowgroups_together():
     # Both lists set: sshd wants both to pass.
     assert not access("bob", ["bob", "admins"], ["alice"], ["admins"])
     assert not access("alice", ["alice"], ["alice"], ["admins"])
-
-
-# --- the python role (a real CPython build, optimisations off: several minutes) --------------
-
-def bridge_gateway() -> str:
-    """The machine's address on the default docker bridge (where the host container reaches it)."""
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "docker0"],
-                         capture_output=True, text=True, check=True).stdout
-    return re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", out).group(1)
-
-
-@pytest.fixture(scope="module")
-def cpython_tarball_url():
-    """Debian's copy of the CPython 3.11.2 tarball, served over HTTP on the docker bridge."""
-    import functools
-    import hashlib
-    import http.server
-    import threading
-    cache = Path(os.environ.get("JBM_CACHE_DIR", "/var/cache/jbm")) / "python-src"
-    tarball = Path(subprocess.run(
-        [str(REPO / "tests" / "system" / "base" / "fetch_cpython_source.sh"), str(cache)],
-        capture_output=True, text=True, check=True).stdout.strip())
-    sha256 = hashlib.sha256(tarball.read_bytes()).hexdigest()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(cache))
-    server = http.server.ThreadingHTTPServer((bridge_gateway(), 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{server.server_address[0]}:{server.server_address[1]}/{tarball.name}", sha256
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_python_role_builds_cpython_into_its_own_prefix(tmp_path, systemd_image,
-                                                       cpython_tarball_url):
-    url, sha256 = cpython_tarball_url
-    host = start_systemd_host("h4-python-role")
-    try:
-        system_python = host.exec("python3", "-c", "import sys; print(sys.version)").stdout
-        inventory = tmp_path / "inventory.ini"
-        inventory.write_text(
-            "[base]\n"
-            "h4-python-role ansible_connection=community.docker.docker "
-            "ansible_python_interpreter=/usr/bin/python3\n")
-        variables = {"python_version": "3.11.2", "python_source_url": url,
-                     "python_source_sha256": sha256, "python_enable_optimizations": False}
-        playbook = role_only_playbook(tmp_path, "python")
-        first = run_playbook(tmp_path, inventory, variables, playbook=playbook)
-        assert first.returncode == 0, first.stdout[-6000:]
-        second = run_playbook(tmp_path, inventory, variables, playbook=playbook)
-        assert second.returncode == 0, second.stdout[-6000:]
-        assert recap(second.stdout, "h4-python-role")["changed"] == 0
-
-        interpreter = "/opt/jupyterhub/python-3.11.2/bin/python3.11"
-        built = host.exec(interpreter, "-c", (
-            "import sys, ssl, sqlite3, ctypes, lzma, venv; "
-            "print(sys.version.split()[0], sys.prefix, ssl.OPENSSL_VERSION)")).stdout.split()
-        assert built[:2] == ["3.11.2", "/opt/jupyterhub/python-3.11.2"]
-        # The system Python is untouched, and no unversioned python3 was installed anywhere.
-        assert host.exec("python3", "-c", "import sys; print(sys.version)").stdout == system_python
-        assert host.exec("test", "-e", "/opt/jupyterhub/python-3.11.2/bin/python3",
-                         check=False).returncode != 0
-        assert host.exec("test", "-e", "/usr/local/bin/python3", check=False).returncode != 0
-
-        # A wrong checksum is refused (get_url verifies it) when the version is not built yet.
-        bad = run_playbook(tmp_path, inventory,
-                           {**variables, "python_version": "3.11.99",
-                            "python_source_sha256": "0" * 64}, playbook=playbook)
-        assert bad.returncode != 0
-        assert "did not match" in bad.stdout or "checksum" in bad.stdout.lower()
-        assert host.exec("test", "-e", "/opt/jupyterhub/python-3.11.99", check=False).returncode
-    finally:
-        host.remove()
