@@ -12,6 +12,18 @@ CID = "3f1c0b7a9d2e4f56" * 4
 CID2 = "a0b1c2d3e4f5a6b7" * 4
 
 
+
+def read_and_compare(where, n):
+    """Read a located cgroup and check the counters both cgroup versions report alike."""
+    s = cgroups.read_stats(where)
+    assert s.cpu_seconds == pytest.approx(n.cpu_usec / 1e6)
+    assert s.memory_usage_bytes == n.memory_current
+    assert s.memory_working_set_bytes == n.memory_current - n.inactive_file
+    assert s.memory_rss_bytes == n.anon
+    assert s.memory_limit_bytes == n.memory_max
+    assert s.memory_reservation_bytes == n.memory_low
+    return s
+
 def test_detects_each_layout(tmp_path):
     assert cgroups.detect_mode(str(v2_root(tmp_path / "v2"))) == cgroups.V2
     assert cgroups.detect_mode(str(v1_root(tmp_path / "hybrid"))) == cgroups.HYBRID
@@ -51,13 +63,7 @@ def test_v2_reads_a_containers_numbers(tmp_path, rel):
     v2_container(root, f"system.slice/docker-{CID2}.scope", Numbers(cpu_usec=1, memory_current=10, inactive_file=0))
     where = cgroups.locate(str(root), cgroups.V2, CID, cgroup_parent="jupyterhub-users.slice")
     assert where is not None and where.dir("memory").endswith(rel.format(cid=CID))
-    s = cgroups.read_stats(where)
-    assert s.cpu_seconds == pytest.approx(n.cpu_usec / 1e6)
-    assert s.memory_usage_bytes == n.memory_current
-    assert s.memory_working_set_bytes == n.memory_current - n.inactive_file
-    assert s.memory_rss_bytes == n.anon
-    assert s.memory_limit_bytes == n.memory_max
-    assert s.memory_reservation_bytes == n.memory_low
+    s = read_and_compare(where, n)
     assert s.cpu_limit_cores == pytest.approx(n.cpu_quota_us / n.cpu_period_us)
     assert s.pids == n.pids
     assert s.oom_kills == n.oom_kills
@@ -95,13 +101,7 @@ def test_v1_reads_a_containers_numbers(tmp_path, comounted, rel, parent):
     for proc in (None, cgroups.parse_proc_cgroup(proc_cgroup_v1(rel.format(cid=CID), comounted))):
         where = cgroups.locate(str(root), cgroups.HYBRID, CID, proc, cgroup_parent=parent)
         assert where is not None
-        s = cgroups.read_stats(where)
-        assert s.cpu_seconds == pytest.approx(n.cpu_usec / 1e6)
-        assert s.memory_usage_bytes == n.memory_current
-        assert s.memory_working_set_bytes == n.memory_current - n.inactive_file
-        assert s.memory_rss_bytes == n.anon
-        assert s.memory_limit_bytes == n.memory_max
-        assert s.memory_reservation_bytes == n.memory_low
+        s = read_and_compare(where, n)
         assert s.cpu_limit_cores == pytest.approx(0.5)
         assert s.pids == 7
         assert s.oom_kills == 1
