@@ -18,18 +18,22 @@ from . import dockerargs, labels
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import oversize_warnings
-from .form import options_from_form, render_form
 from .errors import SpawnRefused
+from .form import options_from_form, render_form
 from .gpus import free_gpus
 from .profiles import effective_profile, load_profiles
 from .request import build_request, plan_spawn
+from .running import RunningServer, running_servers
 from .sizes import SizeError, parse_size
 
 # path -> Profiles: the file is read and validated once per hub process
 _PROFILES_CACHE = {}
-# held from admission check to container creation so concurrent spawns cannot both
-# take the last free guarantee or GPU
+# held while a spawn is admitted (capacity and GPUs chosen), so concurrent spawns cannot both
+# take the last free guarantee or GPU; not held across `docker create`, which would serialize
+# every spawn behind the Docker engine
 _ADMISSION_LOCK = None
+# container name -> RunningServer for spawns admitted but not yet created in Docker
+_ADMITTED = {}
 
 
 def cached_profiles(path):
@@ -193,12 +197,12 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         return Capacity(cpus, mem)
 
     async def _running_servers(self):
-        from .running import running_servers
-
+        """Docker's live user containers plus the spawns admitted but not created yet."""
         wanted = [labels.USER] + [f"{k}={v}" for k, v in self.scope_labels.items()]
         containers = await self.docker("containers", all=True, filters={"label": wanted})
-        live = [c for c in containers if c.get("State") not in ("exited", "dead")]
-        return running_servers(live)
+        live = running_servers([c for c in containers if c.get("State") not in ("exited", "dead")])
+        in_docker = {server.container for server in live}
+        return live + tuple(server for name, server in _ADMITTED.items() if name not in in_docker)
 
     # ---------------------------------------------------------------- form
 
@@ -257,8 +261,9 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         return await super().start()
 
     async def create_object(self):
-        """Admission control and GPU choice, from the running containers, then create.
-        Under a lock so two concurrent spawns cannot both take the last free capacity."""
+        """Admission control and GPU choice, from the running containers and the spawns
+        admitted but not created yet, then create. The admitted spawn is reserved until its
+        container exists (and so counts in Docker's own list)."""
         account = self._account()
         user = self._effective_profile(account)
         host = detect_host()
@@ -270,6 +275,9 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                                  replacing_container=self.object_name)
             except SpawnRefused as e:
                 raise web.HTTPError(e.status, e.message) from None
+            _ADMITTED[self.object_name] = RunningServer(
+                self.object_name, self.user.name, req.cpu_guarantee, req.mem_guarantee, req.gpu_ids)
+        try:
             self._spawn_request = req
             self.extra_host_config = _merged(self._base_host_config, dockerargs.host_config(
                 req, self.pids_limit, self.cgroup_parent))
@@ -279,6 +287,8 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             })
             self.log.info("Spawning %s: %s", self.user.name, req)
             return await super().create_object()
+        finally:
+            _ADMITTED.pop(self.object_name, None)
 
     def get_env(self):
         env = super().get_env()
