@@ -266,6 +266,31 @@ def test_a_wrong_cpython_checksum_is_refused(site, sandbox):
     assert site["host"].exec("test", "-e", "/opt/jupyterhub/python-3.11.99", check=False).returncode
 
 
+# --- the optional prometheus role (last: it adds a service to the converged site) ----------------
+
+PROMETHEUS_TARGETS = ("import json, urllib.request; "
+                      "print(json.dumps([(t['labels']['job'], t['health']) for t in json.load("
+                      "urllib.request.urlopen('http://127.0.0.1:9090/api/v1/targets'))"
+                      "['data']['activeTargets']]))")
+
+
+def test_optional_prometheus_scrapes_the_exporter_and_the_hub(site, sandbox):
+    result = sandbox.converge(HOST_NAME, site["url"], extra_vars={"prometheus_enabled": True})
+    assert result.returncode == 0, result.output[-6000:]
+    host = site["host"]
+    targets = {}
+
+    def both_up() -> bool:
+        reply = host.exec("python3", "-c", PROMETHEUS_TARGETS, check=False)
+        targets.update(json.loads(reply.stdout or "[]"))
+        return targets.get("hubmetrics") == "up" and targets.get("jupyterhub") == "up"
+
+    try:
+        wait_for(both_up, 120, "Prometheus scraping the exporter and the hub")
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last targets: {targets}") from None
+
+
 # --- lint ------------------------------------------------------------------------------------------
 
 def test_ansible_lint_production_profile_is_clean(sandbox):
