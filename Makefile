@@ -9,7 +9,8 @@ SYSTEM_PYTHON ?= /usr/bin/python3
 CACHE ?= /var/cache/jbm
 CHP_VERSION ?= 5.3.0
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
-	chromium-driver gcc make python3-venv ca-certificates
+	chromium-driver gcc make python3-venv ca-certificates \
+	openssh-client openssl iproute2 tar gzip
 
 .PHONY: deps apt venv chp dockerd images test unit integration system bench lint sandbox clean
 
