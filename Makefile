@@ -7,7 +7,10 @@ PY    := $(VENV)/bin/python
 # Debian's own Python: the venv it makes is usable by the unprivileged panel user too.
 SYSTEM_PYTHON ?= /usr/bin/python3
 CACHE ?= /var/cache/jbm
-CHP_VERSION ?= 5.3.0
+# The version the node role installs by default: it runs on the distributions' Node 18 too.
+CHP_VERSION ?= 4.6.3
+CHP_PREFIX := $(CACHE)/chp-$(CHP_VERSION)
+export JBM_CHP := $(CHP_PREFIX)/node_modules/.bin/configurable-http-proxy
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
 	chromium-driver gcc make python3-venv ca-certificates \
 	openssh-client openssl iproute2 tar gzip
@@ -30,10 +33,10 @@ $(VENV)/.installed: tests/requirements.txt spawner/pyproject.toml metrics/pyproj
 
 venv: $(VENV)/.installed
 
-chp: $(CACHE)/npm/node_modules/.bin/configurable-http-proxy
-$(CACHE)/npm/node_modules/.bin/configurable-http-proxy:
-	mkdir -p $(CACHE)/npm
-	npm install --no-audit --no-fund --prefix $(CACHE)/npm configurable-http-proxy@$(CHP_VERSION)
+chp: $(JBM_CHP)
+$(JBM_CHP):
+	mkdir -p $(CHP_PREFIX)
+	npm install --no-audit --no-fund --prefix $(CHP_PREFIX) configurable-http-proxy@$(CHP_VERSION)
 
 dockerd: venv
 	$(PY) -c "from tests.harness.dockerd import ensure_dockerd; ensure_dockerd()"

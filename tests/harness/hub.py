@@ -20,7 +20,7 @@ import requests
 
 CHP_CANDIDATES = (
     os.environ.get("JBM_CHP", ""),
-    "/var/cache/jbm/npm/node_modules/.bin/configurable-http-proxy",
+    "/var/cache/jbm/chp-4.6.3/node_modules/.bin/configurable-http-proxy",  # `make chp`
     shutil.which("configurable-http-proxy") or "",
 )
 HARNESS_SERVICE = "test-harness"
