@@ -4,6 +4,7 @@ The flags keep Chromium from calling out (the network here is closed) and let it
 """
 import shutil
 import tempfile
+from urllib.parse import quote
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -29,9 +30,9 @@ def chromium() -> webdriver.Chrome:
 
 
 def hub_login(driver: webdriver.Chrome, hub_url: str, username: str, password: str,
-              timeout: float = 30) -> None:
-    """Log in through the hub's own login page, as a person would."""
-    driver.get(f"{hub_url}/hub/login")
+              timeout: float = 30, next_path: str = "") -> None:
+    """Log in through the hub's own login page, as a person would (then go to `next_path`)."""
+    driver.get(f"{hub_url}/hub/login" + (f"?next={quote(next_path, safe='')}" if next_path else ""))
     wait = WebDriverWait(driver, timeout)
     wait.until(EC.presence_of_element_located((By.ID, "username_input"))).send_keys(username)
     driver.find_element(By.ID, "password_input").send_keys(password)

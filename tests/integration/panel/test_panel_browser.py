@@ -9,20 +9,15 @@ import os
 
 import pytest
 import requests
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.integration.panel.conftest import ADMIN, PASSWORD, PREFIX, USERS, wait_for
+from tests.harness.browser import chromium, hub_login
+from tests.integration.panel.conftest import ADMIN, PASSWORD, USERS
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage")
 USER_A, USER_B = list(USERS)
 
 
@@ -52,21 +47,13 @@ class Browser:
     """One browser session (own cookies) logged in as one user."""
 
     def __init__(self, hub, user):
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in FLAGS:
-            options.add_argument(flag)
-        self.driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self.driver = chromium()
         self.hub = hub
         self.user = user
         self.served = {}  # url -> text, for the token scan
 
     def login(self):
-        d = self.driver
-        d.get(f"{self.hub.url}/hub/login?next=%2Fhub%2Fhome")
-        d.find_element(By.ID, "username_input").send_keys(self.user)
-        d.find_element(By.ID, "password_input").send_keys(PASSWORD)
-        d.find_element(By.ID, "login_submit").click()
+        hub_login(self.driver, self.hub.url, self.user, PASSWORD, next_path="/hub/home")
         self.wait(lambda d: d.current_url.endswith("/hub/home"), "the hub's home page after login")
         self.keep()
         return self
@@ -167,7 +154,7 @@ def test_api_refuses_cross_user_reads(browser, panel_hub):
     assert USER_B not in body
     assert len(me["history"]) >= 2
     status, body = a.fetch(f"api/me?user={USER_B}")
-    assert status == 400 and USER_B not in body.replace(f"got: user", "")
+    assert status == 400 and USER_B not in body.replace("got: user", "")
     status, body = a.fetch("api/users")
     assert status == 403 and USER_B not in body
     # without the browser's cookie: no numbers at all
