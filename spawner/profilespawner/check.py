@@ -25,6 +25,10 @@ def oversize_warnings(profiles: Profiles, host: HostCapacity):
     return warnings
 
 
+# path -> Profiles loaded (and warned about) in this process: the spawner reuses them
+LOADED: dict = {}
+
+
 def load_profiles_or_exit(path) -> Profiles:
     """For jupyterhub_config.py: the hub refuses to start (exit 1) with the validator's
     messages, and names profiles larger than this host in warnings on stderr (hub log)."""
@@ -35,6 +39,7 @@ def load_profiles_or_exit(path) -> Profiles:
         raise SystemExit(1) from e
     for warning in oversize_warnings(profiles, detect_host()):
         print(f"profilespawner: warning: {path}: {warning}", file=sys.stderr)
+    LOADED[path] = profiles
     return profiles
 
 

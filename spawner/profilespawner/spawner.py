@@ -9,15 +9,18 @@ import asyncio
 import grp
 import os
 import pwd
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from dockerspawner import SystemUserSpawner
 from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default, validate
 
 from . import dockerargs, labels
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
-from .check import oversize_warnings
+from .check import LOADED, oversize_warnings
 from .errors import SpawnRefused
 from .form import options_from_form, render_form
 from .gpus import free_gpus
@@ -26,21 +29,21 @@ from .request import build_request, plan_spawn
 from .running import RunningServer, running_servers
 from .sizes import SizeError, parse_size
 
-# path -> Profiles: the file is read and validated once per hub process
-_PROFILES_CACHE = {}
 # held while a spawn is admitted (capacity and GPUs chosen), so concurrent spawns cannot both
 # take the last free guarantee or GPU; not held across `docker create`, which would serialize
 # every spawn behind the Docker engine
 _ADMISSION_LOCK = None
 # container name -> RunningServer for spawns admitted but not yet created in Docker
 _ADMITTED = {}
+# the hub process's threads for Docker API calls (see docker_api_threads)
+_DOCKER_EXECUTOR = None
 
 
 def cached_profiles(path):
     """Profiles for a path, loaded once per process (raises ProfilesError)."""
-    if path not in _PROFILES_CACHE:
-        _PROFILES_CACHE[path] = load_profiles(path)
-    return _PROFILES_CACHE[path]
+    if path not in LOADED:
+        LOADED[path] = load_profiles(path)
+    return LOADED[path]
 
 
 def _admission_lock():
@@ -104,6 +107,23 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         user container on the Docker engine counts. Set it when several hubs share one engine
         with separate capacity (e.g. a staging hub next to production, or test hubs).""",
     )
+    docker_api_threads = Integer(
+        8,
+        config=True,
+        help="""Threads calling the Docker API for the whole hub. dockerspawner uses one, so
+        when many users start at once every create, start and inspect waits in one queue
+        behind the others; the Docker engine serves concurrent requests. 1: dockerspawner's
+        behaviour. Read once, when the first Docker call is made.""",
+    )
+    ready_poll_interval = Float(
+        0.25,
+        config=True,
+        help="""Seconds between checks, at the end of start(), whether the new server answers
+        HTTP yet. JupyterHub's own check backs off to up to 5 s between tries, so a server
+        that comes up just after a try otherwise waits seconds more for its user. Bounded by
+        http_timeout and start_timeout; when they run out the hub's own check takes over.
+        0: leave it all to the hub.""",
+    )
     remove = Bool(
         True,
         config=True,
@@ -134,6 +154,15 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         # possible (start() validates again, for older hubs and for re-used stale options).
         return lambda spawner, user_options: spawner._validated_request()
 
+    @property
+    def executor(self):
+        """One pool of docker_api_threads for the hub process (dockerspawner's has one thread)."""
+        global _DOCKER_EXECUTOR
+        if _DOCKER_EXECUTOR is None:
+            _DOCKER_EXECUTOR = ThreadPoolExecutor(max(1, self.docker_api_threads),
+                                                  thread_name_prefix="docker-api")
+        return _DOCKER_EXECUTOR
+
     def _user_id_default(self):
         # -1 instead of KeyError: get_state() reads user_id, and a hub user without a
         # system account must get a clean error from start(), not crash state saving.
@@ -155,7 +184,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         self._base_create_kwargs = self.extra_create_kwargs
         self._base_notebook_dir = self.notebook_dir
         self._spawn_request = None
-        fresh = self.profiles_file not in _PROFILES_CACHE
+        fresh = self.profiles_file not in LOADED  # else load_profiles_or_exit warned already
         self.profiles = cached_profiles(self.profiles_file)
         if fresh:  # once per hub process: name the profiles this host cannot honour fully
             for warning in oversize_warnings(self.profiles, detect_host()):
@@ -246,6 +275,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
     async def start(self):
         """Validate user_options (form or REST API, or re-used from the last spawn) before
         anything is created; bad options -> HTTP 400 naming the field."""
+        started = time.monotonic()
         account, user, req = self._validated_request()
         self.user_id, self.group_id = account.pw_uid, account.pw_gid
         for warning in req.warnings:
@@ -258,7 +288,33 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         if not self._base_notebook_dir:
             self.notebook_dir = self.homedir
         self._spawn_request = req
-        return await super().start()
+        ip, port = await super().start()
+        budget = min(self.http_timeout, self.start_timeout - (time.monotonic() - started) - 1)
+        if self.ready_poll_interval > 0 and budget > 0 and not self.internal_ssl:
+            await self._wait_until_answering(f"http://{ip}:{port}{self.server.base_url}", budget)
+        return ip, port
+
+    async def _wait_until_answering(self, url, budget):
+        """Poll url every ready_poll_interval until it answers (any status below 500, as the
+        hub's own check counts it) or budget seconds pass; never raises. Uses a client of its
+        own: the hub's shared one has 10 slots, which the hub needs for the proxy's API."""
+        client = AsyncHTTPClient(force_instance=True)
+        deadline = time.monotonic() + budget
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    await client.fetch(url, follow_redirects=False, request_timeout=5)
+                    return True
+                except HTTPClientError as e:
+                    if e.code < 500:
+                        return True
+                except OSError:
+                    pass
+                await asyncio.sleep(self.ready_poll_interval)
+        finally:
+            client.close()
+        self.log.info("%s did not answer within %.0fs of start; the hub keeps checking", url, budget)
+        return False
 
     async def create_object(self):
         """Admission control and GPU choice, from the running containers and the spawns

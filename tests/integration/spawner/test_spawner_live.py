@@ -37,6 +37,10 @@ def test_shipped_profile_spawns_with_enforced_limits(hub_factory, system_users, 
     spec = parse_profiles(data).resources[profile]
     spawn_ready(hub, user, {"resource_profile": profile, "cpu_guarantee": 0.5, "mem_guarantee": "1G"})
 
+    # a profile larger than this host is named once in the hub log (at start), not again per spawner
+    oversize = "resource_profiles.Extreme.cpu_limit: 36 cores is more than this host's"
+    assert hub.log_path.read_text().count(oversize) == (1 if detect_host().cpus < 36 else 0), hub.log()
+
     # the server answers through the proxy, and code in it writes into the host home as the user
     assert through_proxy(hub, user, "api/status").status_code == 200
     reply = through_proxy(hub, user, "api/contents/from-server.txt", "PUT",

@@ -1,13 +1,18 @@
 """The thin shell's wiring, without Docker: traitlets, entry point, config merging."""
 import asyncio
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib.metadata import entry_points
 
 import pytest
 
+from profilespawner import spawner as spawner_module
 from profilespawner.spawner import DockerSystemProfileSpawner, _merged
 
 OPTIONS = ["profiles_file", "gpu_devices", "gpu_sharing", "guarantee_cpu_capacity", "guarantee_mem_capacity",
-           "pids_limit", "cgroup_parent", "home_mode", "scope_labels", "remove"]
+           "pids_limit", "cgroup_parent", "home_mode", "scope_labels", "remove", "docker_api_threads",
+           "ready_poll_interval"]
 
 
 @pytest.mark.parametrize("name", OPTIONS)
@@ -50,10 +55,6 @@ def test_merged_callable_base():
 def test_bad_guarantee_mem_capacity_refused_at_config():
     from traitlets.config import Config
 
-    class Probe(DockerSystemProfileSpawner):
-        def __init__(self, **kw):  # only the traitlets, no user/profiles needed
-            super(DockerSystemProfileSpawner, self).__init__(**kw)
-
     with pytest.raises(Exception) as err:
         Probe(config=Config({"DockerSystemProfileSpawner": {"guarantee_mem_capacity": "20X"}}))
     assert "guarantee_mem_capacity" in str(err.value) and "'20X'" in str(err.value)
@@ -65,3 +66,75 @@ def test_merged_callable_base_keeps_its_labels():
 
     out = _merged(base, {"labels": {"org.jupyterhub-baremetal.user": "alice"}})
     assert asyncio.run(out(None)) == {"labels": {"site": "x", "org.jupyterhub-baremetal.user": "alice"}}
+
+
+class Probe(DockerSystemProfileSpawner):
+    """The spawner's own methods and traits, without a hub user or profiles."""
+
+    def __init__(self, **kw):
+        super(DockerSystemProfileSpawner, self).__init__(**kw)
+
+
+def test_docker_calls_share_one_pool_of_docker_api_threads(monkeypatch):
+    monkeypatch.setattr(spawner_module, "_DOCKER_EXECUTOR", None)
+    first, second = Probe(docker_api_threads=3), Probe(docker_api_threads=3)
+    assert first.executor is second.executor
+    assert first.executor._max_workers == 3
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Answer(BaseHTTPRequestHandler):
+    status = 302  # what a single-user server's base URL answers before login
+
+    def do_GET(self):
+        self.send_response(self.status)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def serve_later(port, delay, status):
+    """An HTTP server on port that starts listening after delay seconds."""
+    handler = type("Handler", (Answer,), {"status": status})
+    server = None
+
+    def run():
+        nonlocal server
+        server = HTTPServer(("127.0.0.1", port), handler)
+        server.serve_forever()
+
+    timer = threading.Timer(delay, run)
+    timer.start()
+    return lambda: (timer.cancel(), server and server.shutdown())
+
+
+async def test_ready_wait_returns_once_the_server_answers():
+    port = free_port()
+    stop = serve_later(port, 0.6, 302)
+    try:
+        assert await Probe(ready_poll_interval=0.05)._wait_until_answering(
+            f"http://127.0.0.1:{port}/user/a/", budget=10) is True
+    finally:
+        stop()
+
+
+async def test_ready_wait_gives_up_quietly_when_the_budget_runs_out():
+    port = free_port()  # nobody listens
+    assert await Probe(ready_poll_interval=0.05)._wait_until_answering(
+        f"http://127.0.0.1:{port}/user/a/", budget=0.3) is False
+
+
+async def test_ready_wait_keeps_waiting_through_server_errors():
+    port = free_port()
+    stop = serve_later(port, 0, 502)  # e.g. a proxy in front with nothing behind it yet
+    try:
+        assert await Probe(ready_poll_interval=0.05)._wait_until_answering(
+            f"http://127.0.0.1:{port}/user/a/", budget=0.5) is False
+    finally:
+        stop()
