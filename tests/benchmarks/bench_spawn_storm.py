@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import requests
 import yaml
 
@@ -95,12 +96,16 @@ def floor_one(image: str, command: str, account, hub: Hub) -> float:
         path = "/api"
     start, epoch = time.monotonic(), time.time()
     cid = subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "--cpus", CPU, "--memory", MEM,
+        ["docker", "run", "-d", "--name", name, "--cpus", CPU, "--memory", MEM,
          "--memory-swap", MEM, "--init", "-p", "127.0.0.1::8888", *how],
         capture_output=True, text=True, check=True).stdout.strip()
     port = subprocess.run(["docker", "port", cid, "8888/tcp"], capture_output=True, text=True,
                           check=True).stdout.split(":")[-1].strip()
-    wait_http(f"http://127.0.0.1:{port}{path}", start + 300)
+    try:
+        wait_http(f"http://127.0.0.1:{port}{path}", start + 300)
+    except TimeoutError:
+        logs = subprocess.run(["docker", "logs", "--tail", "20", cid], capture_output=True, text=True)
+        raise RuntimeError(f"{name} did not answer at {path}:\n{logs.stdout}{logs.stderr}") from None
     elapsed = time.monotonic() - start
     PHASES.setdefault(command, {})[name] = {**container_phases(cid, epoch), "answered": elapsed}
     return elapsed
@@ -115,12 +120,34 @@ def floor(image: str, command: str, accounts: list, hub: Hub) -> list[float]:
         subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
 
 
+def wait_ready_event(hub: Hub, name: str) -> None:
+    """Follow the hub's progress stream (as the spawn page does) until it says ready: one
+    request per spawn, where polling the hub's API would take CPU from the spawns."""
+    with hub.api("GET", f"/users/{name}/server/progress", stream=True, timeout=300) as reply:
+        reply.raise_for_status()
+        for line in reply.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                event = json.loads(line[len("data:"):])
+                if event.get("ready"):
+                    return
+                if event.get("failed"):
+                    raise RuntimeError(f"spawn {name} failed: {event.get('message')}")
+    raise RuntimeError(f"the progress stream of {name} ended before the server was ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children (the hub and its proxy)."""
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
 def hub_one(hub: Hub, name: str, token: str) -> float:
     start, epoch = time.monotonic(), time.time()
     reply = hub.api("POST", f"/users/{name}/server", json={"resource_profile": PROFILE})
     if reply.status_code not in (201, 202):
         raise RuntimeError(f"spawn {name}: {reply.status_code} {reply.text}")
-    hub.wait_ready(name, timeout=300, interval=0.1)
+    wait_ready_event(hub, name)
     ready = time.monotonic() - start
     wait_http(f"{hub.url}/user/{name}/api", start + 300, {"Authorization": f"token {token}"})
     elapsed = time.monotonic() - start
@@ -158,6 +185,9 @@ def storm(hub: Hub, names: list[str]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--dockerspawner-pace", action="store_true",
+                        help="run the hub with dockerspawner's single Docker thread and without "
+                             "the spawner's readiness check, to see what they bring")
     args = parser.parse_args()
     dockerd.ensure_dockerd()
     image = images.ensure_singleuser_image()
@@ -167,13 +197,18 @@ def main() -> None:
         profiles = Path(tmp) / "profiles.yaml"
         profiles.write_text(yaml.safe_dump(sample_profiles(image)))
         hub = Hub(workdir=Path(tmp), profiles_file=profiles,
-                  extra_config="c.JupyterHub.concurrent_spawn_limit = 100\n").start()
+                  extra_config="c.JupyterHub.concurrent_spawn_limit = 100\n" + (
+                      "c.DockerSystemProfileSpawner.docker_api_threads = 1\n"
+                      "c.DockerSystemProfileSpawner.ready_poll_interval = 0\n"
+                      if args.dockerspawner_pace else "")).start()
         try:
             print(f"{'users':>5} {'what':<34} {'p50 s':>7} {'p95 s':>7} {'p95 ratio':>9}")
             for count in args.users:
                 image_server = floor(image, "singleuser", accounts[:count], hub)
                 plain = floor(image, "plain", accounts[:count], hub)
+                hub_cpu = cpu_seconds(hub.process.pid)
                 ours = storm(hub, names[:count])
+                hub_cpu = cpu_seconds(hub.process.pid) - hub_cpu
                 base = percentile(image_server, 95)
                 for what, times in (("floor: docker run, image's server", image_server),
                                     ("docker run, plain jupyter server", plain),
@@ -184,6 +219,7 @@ def main() -> None:
                       f"(target <= 1.30); / plain jupyter server p95 = "
                       f"{percentile(ours, 95) / percentile(plain, 95):.2f}")
                 print_phases(count)
+                print(f"{count:>5}   hub + proxy CPU during the storm: {hub_cpu:.1f} s")
                 sys.stdout.flush()
         finally:
             hub.stop()

@@ -141,7 +141,7 @@ c.Spawner.http_timeout = 120
         return requests.request(method, f"{self.url}/hub/api{path}", headers=headers,
                                 timeout=kwargs.pop("timeout", 30), **kwargs)
 
-    def wait_ready(self, user: str, timeout: float = 180.0, interval: float = 0.5) -> dict:
+    def wait_ready(self, user: str, timeout: float = 180.0) -> dict:
         """Wait until the user's default server is ready; return the user model."""
         deadline = time.monotonic() + timeout
         model = {}
@@ -152,7 +152,7 @@ c.Spawner.http_timeout = 120
                 return model
             if not server:
                 raise RuntimeError(f"{user} has no server (spawn failed?):\n{self.log()}")
-            time.sleep(interval)
+            time.sleep(0.5)
         raise RuntimeError(f"{user}'s server not ready in {timeout:.0f}s: {json.dumps(model)}\n{self.log()}")
 
     def user_token(self, user: str) -> str:

@@ -24,6 +24,7 @@ HASH_LABEL = "org.jupyterhub-baremetal.content-hash"
 BASE_IMAGE = "local/debian:bookworm"
 SINGLEUSER_IMAGE = "local/singleuser:latest"
 SYSTEMD_IMAGE = "local/debian-systemd:bookworm"
+REVERSE_PROXY_IMAGE = "local/reverse-proxy:bookworm"
 
 
 def _inspect(image: str, fmt: str) -> str | None:
@@ -89,8 +90,14 @@ def ensure_systemd_image() -> str:
     return build_image(SYSTEMD_IMAGE, IMAGES_DIR / "systemd")
 
 
+def ensure_reverse_proxy_image() -> str:
+    """nginx and Caddy from Debian: the reverse-proxy machine in front of a hub in `proxy` mode."""
+    return build_image(REVERSE_PROXY_IMAGE, IMAGES_DIR / "reverse-proxy")
+
+
 def ensure_all() -> None:
-    for ensure in (ensure_base_image, ensure_singleuser_image, ensure_systemd_image):
+    for ensure in (ensure_base_image, ensure_singleuser_image, ensure_systemd_image,
+                   ensure_reverse_proxy_image):
         print(ensure(), flush=True)
 
 

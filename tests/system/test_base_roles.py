@@ -376,12 +376,16 @@ def test_cidr_problems_name_each_bad_entry_and_its_index():
     assert not networks.ip_in_networks("not-an-ip", ["0.0.0.0/0"])
 
 
+UFW_HEADER = (
+    "Status: active\n\n"
+    "To                         Action      From\n"
+    "--                         ------      ----\n"
+)
+
+
 def test_stale_sources_are_the_tagged_rules_no_longer_wanted():
     networks = load_filter("firewall", "networks")
-    status = (
-        "Status: active\n\n"
-        "To                         Action      From\n"
-        "--                         ------      ----\n"
+    status = UFW_HEADER + (
         "22/tcp                     ALLOW       172.17.0.0/16              # jbm ssh\n"
         "22/tcp                     ALLOW       192.0.2.7                  # jbm ssh\n"
         "22/tcp                     ALLOW       198.51.100.0/24            # jbm ssh\n"
@@ -392,6 +396,23 @@ def test_stale_sources_are_the_tagged_rules_no_longer_wanted():
     assert networks.stale_sources(status, "jbm ssh",
                                   ["172.17.0.0/16", "192.0.2.7", "198.51.100.0/24",
                                    "2001:db8::/32"]) == []
+
+
+def test_stale_port_rules_are_the_public_rules_of_another_mode_port_or_source():
+    networks = load_filter("firewall", "networks")
+    status = UFW_HEADER + (
+        "22/tcp                     ALLOW       172.17.0.0/16              # jbm ssh\n"
+        "8000/tcp                   ALLOW       Anywhere                   # jbm public (local)\n"
+        "443/tcp                    ALLOW       Anywhere                   # jbm public (https)\n"
+        "8000/tcp                   ALLOW       192.0.2.7                  # jbm public (proxy)\n"
+        "8000/tcp (v6)              ALLOW       Anywhere (v6)              # jbm public (local)\n"
+        "443/tcp (v6)               ALLOW       Anywhere (v6)              # jbm public (https)\n")
+    assert networks.stale_port_rules(status, "jbm public", [[443, "any"]]) == [
+        ["8000", "any"], ["8000", "192.0.2.7/32"]]
+    assert networks.stale_port_rules(status, "jbm public", [["8000", "192.0.2.7/32"]]) == [
+        ["8000", "any"], ["443", "any"]]
+    assert networks.stale_port_rules(status, "jbm public", [
+        [8000, "any"], [443, "any"], [8000, "192.0.2.7"]]) == []
 
 
 def test_sshd_access_follows_allowusers_and_allowgroups_together():

@@ -2,17 +2,28 @@
 
 One converge (CPython built without PGO) and one re-run; then a real user logs in with a PAM
 password through configurable-http-proxy, spawns a real container inside the host and keeps
-it across `systemctl restart jupyterhub`. Bad inventory values must stop the play in its
+it across `systemctl restart jupyterhub`. The same host is re-converged in the other serve
+modes (https with an operator's certificate; proxy behind the role's own nginx and Caddy
+examples on a second container) and back. Bad inventory values must stop the play in its
 preflight, before the server is touched.
 """
+import base64
+import hashlib
+import http.client
 import json
 import os
+import ssl
 import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
+
+from tests.harness.images import REVERSE_PROXY_IMAGE, ensure_reverse_proxy_image
+from tests.harness.systemd_host import SystemdHost
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_NAME = "jbm-h5-site"
@@ -32,7 +43,7 @@ def site(sandbox, python_source_url):
     secrets_before = host.exec("cat", "/etc/jupyterhub/secrets.env").stdout
     second = sandbox.converge(HOST_NAME, python_source_url)
     yield {"host": host, "first": first, "second": second, "url": python_source_url,
-           "secrets_before": secrets_before}
+           "secrets_before": secrets_before, "ufw_status": host.exec("ufw", "status").stdout}
     if os.environ.get("JBM_KEEP_HOSTS", "") in ("", "0"):
         host.remove()
 
@@ -46,12 +57,21 @@ def hub(site, sandbox):
     base = sandbox.hub_url(host)
     wait_for(lambda: requests.get(base + "hub/api/", timeout=5).status_code == 200, 120,
              "the hub's API through the proxy")
+    return {"base": base, "session": login(base), "host": host}
+
+
+def login(base: str, verify: bool | str = True) -> requests.Session:
+    """A session of the PAM user, logged in through the hub's login form at `base`; `verify`
+    is the CA file the server's certificate must chain to (for https)."""
     session = requests.Session()
+    session.trust_env = False   # else REQUESTS_CA_BUNDLE (or a proxy) in the environment wins
+    session.verify = verify
     session.get(base + "hub/login", timeout=10).raise_for_status()
     reply = session.post(base + "hub/login", timeout=30, allow_redirects=False,
                          data={"username": USER, "password": PASSWORD, "_xsrf": xsrf(session)})
-    assert reply.status_code == 302, f"login failed ({reply.status_code}): {reply.text[:500]}"
-    return {"base": base, "session": session, "host": host}
+    assert reply.status_code == 302, (
+        f"login at {base} failed ({reply.status_code}): {reply.text[:500]}")
+    return session
 
 
 def xsrf(session: requests.Session) -> str:
@@ -74,10 +94,17 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s ({last})")
 
 
-def lab_reachable(hub) -> bool:
-    """JupyterLab of the user answers through the proxy (OAuth with the hub included)."""
-    reply = hub["session"].get(hub["base"] + f"user/{USER}/lab", timeout=20)
+def lab_reachable(session: requests.Session, base: str) -> bool:
+    """JupyterLab of the user answers at `base` (OAuth with the hub included)."""
+    reply = session.get(base + f"user/{USER}/lab", timeout=20)
     return reply.status_code == 200 and f"/user/{USER}/lab" in reply.url and "JupyterLab" in reply.text
+
+
+def spawn(session: requests.Session, base: str) -> None:
+    """Start the user's server with the Tiny profile through the spawn form."""
+    reply = session.post(base + "hub/spawn", timeout=60, data={
+        "resource_profile": "Tiny", "image_profile": "SingleUser", "_xsrf": xsrf(session)})
+    assert reply.status_code == 200, reply.text[:1000]
 
 
 def inner_docker(host, *args, check=True):
@@ -141,10 +168,8 @@ def test_exporter_listens_on_loopback_only(site):
 
 def test_user_logs_in_and_spawns_a_limited_container_under_the_slice(hub):
     session, base, host = hub["session"], hub["base"], hub["host"]
-    reply = session.post(base + "hub/spawn", timeout=60, data={
-        "resource_profile": "Tiny", "image_profile": "SingleUser", "_xsrf": xsrf(session)})
-    assert reply.status_code == 200, reply.text[:1000]
-    wait_for(lambda: lab_reachable(hub), 240, f"{USER}'s JupyterLab through the proxy")
+    spawn(session, base)
+    wait_for(lambda: lab_reachable(session, base), 240, f"{USER}'s JupyterLab through the proxy")
 
     info = inspect_container(host)
     assert info["State"]["Running"]
@@ -179,7 +204,8 @@ def test_restarting_the_hub_keeps_the_users_container(hub):
     after = inspect_container(host)
     assert after["Id"] == before["Id"] and after["State"]["Running"]
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
-    wait_for(lambda: lab_reachable(hub), 120, f"{USER}'s JupyterLab after the hub restart")
+    wait_for(lambda: lab_reachable(hub["session"], hub["base"]), 120,
+             f"{USER}'s JupyterLab after the hub restart")
 
 
 def test_a_changed_setting_backs_up_the_old_installation_first(site, sandbox, hub):
@@ -198,7 +224,236 @@ def test_a_changed_setting_backs_up_the_old_installation_first(site, sandbox, hu
     assert "1800" in host.exec("cat", "/etc/jupyterhub/jupyterhub_config.py").stdout
     # the handler restarted the hub; the user's server is still there
     assert inspect_container(host)["State"]["Running"]
-    wait_for(lambda: lab_reachable(hub), 120, f"{USER}'s JupyterLab after the reconfiguration")
+    wait_for(lambda: lab_reachable(hub["session"], hub["base"]), 120,
+             f"{USER}'s JupyterLab after the reconfiguration")
+
+
+# --- the serve modes: https, proxy behind the role's nginx and Caddy examples, back to local ----
+# Each mode is a re-converge of the same host; the last one restores the sandbox's local mode
+# for the tests below. The user's server spawned above keeps running through all of them.
+
+TLS_DIR = "/etc/jupyterhub/tls"       # the folder of the default jupyterhub_https_cert/_key
+EXAMPLES_DIR = "/etc/jupyterhub/reverse-proxy-examples"   # jupyterhub_reverse_proxy_examples_dir
+PROXY_NAME = "jbm-h5-reverse-proxy"
+PUBLIC_RULE = "# jupyterhub-baremetal public"   # the firewall role's comment on the public rules
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455
+
+
+def self_signed_certificate(directory: Path, ip: str) -> tuple[Path, Path]:
+    """A self-signed certificate for the address `ip` (subjectAltName) and its key, by openssl."""
+    cert, key = directory / f"{ip}.crt", directory / f"{ip}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={ip}", "-addext", f"subjectAltName=IP:{ip}",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def put_file(container: SystemdHost, path: str, content: str, mode: str = "0644") -> None:
+    """Copy a file into a container, its folder created: what the operator does by hand."""
+    script = f'mkdir -p "$(dirname {path})" && cat > {path} && chmod {mode} {path}'
+    container.exec("sh", "-c", script, input=content)
+
+
+def public_rules(host) -> list[str]:
+    """The hub's public ufw rules (tagged by the firewall role), spaces collapsed."""
+    return [" ".join(line.split()) for line in host.exec("ufw", "status").stdout.splitlines()
+            if PUBLIC_RULE in line]
+
+
+def listening_ports(host) -> set[int]:
+    """The TCP ports something listens on in the host."""
+    return {int(line.split()[3].rsplit(":", 1)[1])
+            for line in host.exec("ss", "-ltnH").stdout.splitlines() if line.strip()}
+
+
+def websocket_handshake(session: requests.Session, url: str) -> tuple[int, bool]:
+    """The HTTP status of a websocket opening handshake to the https `url`, with the session's
+    cookies and CA, and whether Sec-WebSocket-Accept answers our key. 101 with the right
+    answer only when every proxy on the way passed the Upgrade and Connection headers."""
+    parts = urllib.parse.urlsplit(url)
+    key = base64.b64encode(os.urandom(16)).decode()
+    cookie = session.prepare_request(requests.Request("GET", url)).headers.get("Cookie", "")
+    connection = http.client.HTTPSConnection(
+        parts.hostname, parts.port or 443, timeout=30,
+        context=ssl.create_default_context(cafile=session.verify))
+    try:
+        connection.request("GET", parts.path, headers={
+            "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key,
+            "Sec-WebSocket-Version": "13", "Cookie": cookie})
+        reply = connection.getresponse()
+        accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+        return reply.status, reply.getheader("Sec-WebSocket-Accept") == accept
+    finally:
+        connection.close()
+
+
+def check_user_through(base: str, ca: str, what: str) -> None:
+    """Through `base` (https, certificate checked against `ca`): a PAM login, the user's
+    JupyterLab (spawned if not running) and a websocket to the user's server (jupyter_server's
+    event stream, as JupyterLab opens it)."""
+    session = login(base, verify=ca)
+    if not lab_reachable(session, base):
+        spawn(session, base)
+    wait_for(lambda: lab_reachable(session, base), 240, f"{USER}'s JupyterLab through {what}")
+    status, accepted = websocket_handshake(session, base + f"user/{USER}/api/events/subscribe")
+    assert (status, accepted) == (101, True), (
+        f"websocket through {what}: HTTP {status} (101 expected), "
+        f"Sec-WebSocket-Accept {'right' if accepted else 'missing or wrong'}")
+
+
+# The metrics role's Grafana files for an existing Grafana, in a folder of the operator's.
+GRAFANA = {"metrics_grafana_provisioning_dir": "/etc/grafana/provisioning",
+           "metrics_grafana_dashboards_dir": "/srv/grafana/dashboards/jupyterhub"}
+
+
+@pytest.fixture(scope="module")
+def https_mode(site, sandbox, hub, tmp_path_factory):
+    """The site re-converged twice in https mode, with a self-signed certificate for the host's
+    address that the operator put at the default paths before the play. The same two runs
+    drop the Grafana files (one converge and one re-run fewer for the module)."""
+    host = hub["host"]
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("https"), host.ip)
+    put_file(host, f"{TLS_DIR}/fullchain.pem", cert.read_text())
+    put_file(host, f"{TLS_DIR}/privkey.pem", key.read_text(), mode="0600")
+    variables = {"jupyterhub_serve_mode": "https", **GRAFANA}
+    first = sandbox.converge(HOST_NAME, site["url"], extra_vars=variables)
+    assert first.returncode == 0, first.output[-6000:]
+    return {"host": host, "cert": str(cert), "base": f"https://{host.ip}/",
+            "second": sandbox.converge(HOST_NAME, site["url"], extra_vars=variables)}
+
+
+def test_https_mode_serves_the_hub_over_tls_with_the_operators_certificate(https_mode):
+    base, cert = https_mode["base"], https_mode["cert"]
+    wait_for(lambda: requests.get(base + "hub/api/", verify=cert, timeout=5).status_code == 200,
+             120, "the hub over https on port 443")
+    page = requests.get(base + "hub/login", verify=cert, timeout=10)
+    assert page.status_code == 200 and 'name="password"' in page.text, page.text[:1000]
+    check_user_through(base, cert, "the hub's own TLS")
+    ports = listening_ports(https_mode["host"])
+    assert 443 in ports and 8000 not in ports, f"listening: {sorted(ports)}"
+
+
+def test_https_mode_opens_only_the_https_port(https_mode):
+    assert public_rules(https_mode["host"]) == [
+        f"443/tcp ALLOW Anywhere {PUBLIC_RULE} (https)",
+        f"443/tcp (v6) ALLOW Anywhere (v6) {PUBLIC_RULE} (https)"]
+
+
+def test_rerun_in_https_mode_with_the_grafana_files_changes_nothing(https_mode):
+    second = https_mode["second"]
+    assert second.returncode == 0, second.output[-4000:]
+    assert second.recap["sandbox"]["changed"] == 0, f"changed on re-run: {second.changed_tasks}"
+
+
+def test_grafana_files_land_where_the_provider_points(https_mode):
+    host, provisioning = https_mode["host"], GRAFANA["metrics_grafana_provisioning_dir"]
+    provider = yaml.safe_load(host.exec(
+        "cat", f"{provisioning}/dashboards/jupyterhub-baremetal.yaml").stdout)["providers"][0]
+    folder = provider["options"]["path"]
+    wanted = GRAFANA["metrics_grafana_dashboards_dir"]
+    assert (provider["type"], folder) == ("file", wanted), provider
+    dashboards = sorted((ROOT / "metrics/grafana/dashboards").glob("*.json"))
+    assert dashboards
+    for dashboard in dashboards:
+        dropped = host.exec("cat", f"{folder}/{dashboard.name}", check=False)
+        assert dropped.returncode == 0, f"{dashboard.name} is not in the provider's folder {folder}"
+        assert json.loads(dropped.stdout) == json.loads(dashboard.read_text()), dashboard.name
+    datasource = yaml.safe_load(host.exec(
+        "cat", f"{provisioning}/datasources/prometheus.yaml").stdout)["datasources"][0]
+    assert (datasource["type"], datasource["uid"]) == ("prometheus", "prometheus"), datasource
+
+
+@pytest.fixture(scope="module")
+def reverse_proxy(hub):
+    """The reverse-proxy machine: a container with Debian's nginx and Caddy (IPv6 on, like a
+    real machine, for the examples' [::] listeners), which knows the hub host by its inventory
+    name, as DNS would tell it."""
+    ensure_reverse_proxy_image()
+    proxy = SystemdHost(PROXY_NAME)   # any container: exec, ip, remove
+    proxy.remove()
+    subprocess.run(["docker", "run", "-d", "--name", PROXY_NAME,
+                    "--add-host", f"{HOST_NAME}:{hub['host'].ip}",
+                    "--sysctl", "net.ipv6.conf.all.disable_ipv6=0", REVERSE_PROXY_IMAGE],
+                   check=True, capture_output=True)
+    yield proxy
+    if os.environ.get("JBM_KEEP_HOSTS", "") in ("", "0"):
+        proxy.remove()
+
+
+@pytest.fixture(scope="module")
+def proxy_mode(site, sandbox, hub, reverse_proxy, tmp_path_factory):
+    """The site re-converged in proxy mode: the reverse proxy's address is the public name and
+    the only source let in. Gives the examples the role rendered, fetched out of the host, and
+    a certificate for the reverse proxy (at the path the nginx example names, as certbot would)."""
+    ip = reverse_proxy.ip
+    result = sandbox.converge(HOST_NAME, site["url"], extra_vars={
+        "jupyterhub_serve_mode": "proxy", "jupyterhub_public_hostname": ip,
+        "firewall_proxy_sources": [f"{ip}/32"]})
+    assert result.returncode == 0, result.output[-6000:]
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("proxy"), ip)
+    put_file(reverse_proxy, f"/etc/letsencrypt/live/{ip}/fullchain.pem", cert.read_text())
+    put_file(reverse_proxy, f"/etc/letsencrypt/live/{ip}/privkey.pem", key.read_text(), mode="0600")
+    host = hub["host"]
+    return {"ip": ip, "base": f"https://{ip}/", "cert": str(cert), "host": host,
+            "nginx": host.exec("cat", f"{EXAMPLES_DIR}/nginx-jupyterhub.conf").stdout,
+            "caddy": host.exec("cat", f"{EXAMPLES_DIR}/Caddyfile").stdout}
+
+
+def test_proxy_mode_lets_only_the_reverse_proxy_in(proxy_mode):
+    assert public_rules(proxy_mode["host"]) == [
+        f"8000/tcp ALLOW {proxy_mode['ip']} {PUBLIC_RULE} (proxy)"]
+
+
+def test_login_and_websockets_through_the_nginx_example(proxy_mode, reverse_proxy):
+    ip = proxy_mode["ip"]
+    put_file(reverse_proxy, "/etc/nginx/sites-available/jupyterhub", proxy_mode["nginx"])
+    reverse_proxy.exec("ln", "-sf", "../sites-available/jupyterhub", "/etc/nginx/sites-enabled/")
+    syntax = reverse_proxy.exec("nginx", "-t", check=False)
+    assert syntax.returncode == 0, syntax.stderr
+    reverse_proxy.exec("nginx")
+    try:
+        redirect = requests.get(f"http://{ip}/hub/login", allow_redirects=False, timeout=10)
+        assert (redirect.status_code, redirect.headers.get("Location")) == (
+            301, f"https://{ip}/hub/login"), "nginx's port 80 must redirect to https"
+        check_user_through(proxy_mode["base"], proxy_mode["cert"], "nginx")
+    finally:
+        stop = "nginx -s stop; while [ -e /run/nginx.pid ]; do sleep 0.2; done"   # port 80/443 free
+        reverse_proxy.exec("sh", "-c", stop, timeout=60)
+
+
+def test_login_and_websockets_through_the_caddy_example(proxy_mode, reverse_proxy, tmp_path):
+    put_file(reverse_proxy, "/etc/caddy/Caddyfile", proxy_mode["caddy"])
+    valid = reverse_proxy.exec("caddy", "validate", "--config", "/etc/caddy/Caddyfile", check=False)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    # The public name is an address, so Caddy gets its certificate from its own local CA.
+    # Its log goes to a file: Caddy runs on after `docker exec` has closed the pipes.
+    started = reverse_proxy.exec("sh", "-c", "caddy start --config /etc/caddy/Caddyfile "
+                                 ">/var/log/caddy.log 2>&1", check=False)
+    assert started.returncode == 0, reverse_proxy.exec("cat", "/var/log/caddy.log").stdout[-3000:]
+    try:
+        root = tmp_path / "caddy-root.crt"
+        root_path = "/root/.local/share/caddy/pki/authorities/local/root.crt"
+        wait_for(lambda: reverse_proxy.exec("test", "-s", root_path, check=False).returncode == 0,
+                 60, "Caddy's local CA")
+        root.write_text(reverse_proxy.exec("cat", root_path).stdout)
+        base = proxy_mode["base"]
+        wait_for(lambda: requests.get(base + "hub/api/", verify=str(root), timeout=5).ok, 60,
+                 "the hub through Caddy")
+        check_user_through(base, str(root), "Caddy")
+    finally:
+        reverse_proxy.exec("caddy", "stop", check=False)
+
+
+def test_back_to_local_mode_restores_the_sandbox_site(site, sandbox, hub):
+    host = hub["host"]
+    result = sandbox.converge(HOST_NAME, site["url"])
+    assert result.returncode == 0, result.output[-6000:]
+    ufw = host.exec("ufw", "status").stdout
+    assert ufw == site["ufw_status"], f"ufw now:\n{ufw}\nafter the first converge:\n{site['ufw_status']}"
+    ports = listening_ports(host)
+    assert 8000 in ports and 443 not in ports, f"listening: {sorted(ports)}"
+    wait_for(lambda: lab_reachable(hub["session"], hub["base"]), 120,
+             f"{USER}'s JupyterLab on plain http again")
 
 
 # --- bad inventory values stop the play before the server is touched ----------------------------
@@ -222,6 +477,9 @@ BAD_VALUES = {
         ["jupyterhub_profiles", "host_homedir_format_string", "/home/everyone", "{username}"]),
     "serve mode that does not exist": (
         {"jupyterhub_serve_mode": "public"}, ["jupyterhub_serve_mode=public", "local, https, proxy"]),
+    "https certificate that is not on the server": (
+        {"jupyterhub_serve_mode": "https", "jupyterhub_https_cert": "/etc/jupyterhub/tls/none.pem"},
+        ["jupyterhub_serve_mode=https", "jupyterhub_https_cert=/etc/jupyterhub/tls/none.pem"]),
 }
 
 

@@ -67,9 +67,38 @@ def stale_sources(ufw_status, comment, wanted):
     return stale
 
 
+def _rule_source(value):
+    """"any" for ufw's Anywhere, else the network (10.0.0.1 and 10.0.0.1/32 are the same)."""
+    if str(value).lower() in ("any", "anywhere"):
+        return "any"
+    network = _network(value)
+    return str(network) if network is not None else str(value)
+
+
+def stale_port_rules(ufw_status, comment_prefix, wanted):
+    """[port, source] of the `ufw status` rules whose comment starts with `comment_prefix` and
+    that are not among the `wanted` [port, source] pairs (source "any" or a network).
+
+    WHY: the public ports depend on the serve mode; after a change of mode (or port, or
+    sources) the old mode's rules would stay open. ufw prints an IPv6 rule as a second line
+    marked (v6); it is reported once, as deleting the rule by port and source removes both.
+    """
+    keep = {(str(port), _rule_source(source)) for port, source in wanted or []}
+    stale = []
+    for line in str(ufw_status).splitlines():
+        rule, _, comment = line.partition("#")
+        fields = rule.replace("(v6)", " ").split()
+        if not comment.strip().startswith(comment_prefix) or len(fields) < 3:
+            continue
+        pair = [fields[0].split("/")[0], _rule_source(fields[-1])]
+        if tuple(pair) not in keep and pair not in stale:
+            stale.append(pair)
+    return stale
+
+
 class FilterModule:
-    """Filters: cidr_problems, ip_in_networks, stale_sources."""
+    """Filters: cidr_problems, ip_in_networks, stale_sources, stale_port_rules."""
 
     def filters(self):
         return {"cidr_problems": cidr_problems, "ip_in_networks": ip_in_networks,
-                "stale_sources": stale_sources}
+                "stale_sources": stale_sources, "stale_port_rules": stale_port_rules}
