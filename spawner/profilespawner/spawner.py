@@ -274,7 +274,8 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
 
     async def start(self):
         """Validate user_options (form or REST API, or re-used from the last spawn) before
-        anything is created; bad options -> HTTP 400 naming the field."""
+        anything is created; bad options -> HTTP 400 naming the field. Once the container
+        runs, wait (every ready_poll_interval) until its server answers."""
         started = time.monotonic()
         account, user, req = self._validated_request()
         self.user_id, self.group_id = account.pw_uid, account.pw_gid
