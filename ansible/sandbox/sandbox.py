@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.harness.images import CACHE_DIR, DEBIAN_MIRROR, SINGLEUSER_IMAGE  # noqa: E402
+from tests.harness.hub import bridge_gateway  # noqa: E402
 from tests.harness.images import ensure_singleuser_image  # noqa: E402
 from tests.harness.systemd_host import SystemdHost, start_systemd_host  # noqa: E402
 
@@ -67,14 +68,6 @@ def ensure_python_tarball() -> Path:
     subprocess.run(["apt-get", *opts, "source", "--download-only", "python3.11"],
                    cwd=PYTHON_SRC_DIR, check=True, stdout=subprocess.DEVNULL)
     return tarball
-
-
-def docker_bridge_gateway() -> str:
-    """The machine's address on its default docker bridge (reachable from every container)."""
-    out = subprocess.run(["docker", "network", "inspect", "bridge", "-f",
-                          "{{(index .IPAM.Config 0).Gateway}}"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    return out or "172.17.0.1"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -186,7 +179,7 @@ def main(argv=None) -> int:
         print(f"removed {args.name}")
         return 0
     tarball = ensure_python_tarball()
-    server, base_url = serve_directory(tarball.parent, docker_bridge_gateway())
+    server, base_url = serve_directory(tarball.parent, bridge_gateway())
     try:
         running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", args.name],
                                  capture_output=True, text=True).stdout.strip() == "true"

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sandbox = load_sandbox()
     tarball = sandbox.ensure_python_tarball()
-    server, base_url = sandbox.serve_directory(tarball.parent, sandbox.docker_bridge_gateway())
+    server, base_url = sandbox.serve_directory(tarball.parent, sandbox.bridge_gateway())
     host = sandbox.start_host(HOST_NAME)
     try:
         url = f"{base_url}/{tarball.name}"

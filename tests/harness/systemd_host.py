@@ -5,11 +5,17 @@ are enforced without touching the host's cgroup tmpfs. `docker_inside=True` adds
 own dockerd needs inside (every capability but SYS_RESOURCE, seccomp off, all devices, an
 anonymous /var/lib/docker volume).
 """
+import os
 import subprocess
 import time
 from dataclasses import dataclass
 
 from .images import SYSTEMD_IMAGE, ensure_systemd_image
+
+def keep_hosts() -> bool:
+    """JBM_KEEP_HOSTS=1 leaves the system-test containers running for inspection."""
+    return os.environ.get("JBM_KEEP_HOSTS", "") not in ("", "0")
+
 
 CGROUP_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory",
                       "pids", "systemd", "unified")

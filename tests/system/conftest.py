@@ -1,10 +1,11 @@
 """Fixtures of the system tests: the sandbox script's functions (one source for starting a
 systemd host container and converging site.yml into it) and the CPython tarball they need."""
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.harness.hub import bridge_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,11 +28,6 @@ def sandbox():
 def python_source_url(sandbox, docker_engine):
     """The CPython tarball, served on the machine's docker bridge for the whole session."""
     tarball = sandbox.ensure_python_tarball()
-    server, base_url = sandbox.serve_directory(tarball.parent, sandbox.docker_bridge_gateway())
+    server, base_url = sandbox.serve_directory(tarball.parent, bridge_gateway())
     yield f"{base_url}/{tarball.name}"
     server.shutdown()
-
-
-def keep_hosts() -> bool:
-    """JBM_KEEP_HOSTS=1 leaves the system-test containers running for inspection."""
-    return os.environ.get("JBM_KEEP_HOSTS", "") not in ("", "0")

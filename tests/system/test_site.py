@@ -23,7 +23,7 @@ import requests
 import yaml
 
 from tests.harness.images import REVERSE_PROXY_IMAGE, ensure_reverse_proxy_image
-from tests.harness.systemd_host import SystemdHost
+from tests.harness.systemd_host import SystemdHost, keep_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_NAME = "jbm-h5-site"
@@ -44,7 +44,7 @@ def site(sandbox, python_source_url):
     second = sandbox.converge(HOST_NAME, python_source_url)
     yield {"host": host, "first": first, "second": second, "url": python_source_url,
            "secrets_before": secrets_before, "ufw_status": host.exec("ufw", "status").stdout}
-    if os.environ.get("JBM_KEEP_HOSTS", "") in ("", "0"):
+    if not keep_hosts():
         host.remove()
 
 
@@ -376,7 +376,7 @@ def reverse_proxy(hub):
                     "--sysctl", "net.ipv6.conf.all.disable_ipv6=0", REVERSE_PROXY_IMAGE],
                    check=True, capture_output=True)
     yield proxy
-    if os.environ.get("JBM_KEEP_HOSTS", "") in ("", "0"):
+    if not keep_hosts():
         proxy.remove()
 
 

@@ -45,6 +45,16 @@ def _network(value):
         return None
 
 
+def _tagged_rules(ufw_status):
+    """(port, source, comment) of each commented rule in `ufw status` output. An IPv6 rule's
+    line, marked (v6), gives the same port and source as its IPv4 twin when they match."""
+    for line in str(ufw_status).splitlines():
+        rule, _, comment = line.partition("#")
+        fields = rule.replace("(v6)", " ").split()
+        if comment and len(fields) >= 3:
+            yield fields[0].split("/")[0], fields[-1], comment.strip()
+
+
 def stale_sources(ufw_status, comment, wanted):
     """Sources of the `ufw status` rules tagged `# comment` that are no longer in `wanted`.
 
@@ -54,15 +64,9 @@ def stale_sources(ufw_status, comment, wanted):
     """
     keep = {_network(value) for value in wanted or []}
     stale = []
-    for line in str(ufw_status).splitlines():
-        if not line.rstrip().endswith("# " + comment):
-            continue
-        fields = line.split("#", 1)[0].split()
-        if not fields:
-            continue
-        source = fields[-1]
+    for _, source, tag in _tagged_rules(ufw_status):
         network = _network(source)
-        if network is not None and network not in keep and source not in stale:
+        if tag == comment and network is not None and network not in keep and source not in stale:
             stale.append(source)
     return stale
 
@@ -80,18 +84,14 @@ def stale_port_rules(ufw_status, comment_prefix, wanted):
     that are not among the `wanted` [port, source] pairs (source "any" or a network).
 
     WHY: the public ports depend on the serve mode; after a change of mode (or port, or
-    sources) the old mode's rules would stay open. ufw prints an IPv6 rule as a second line
-    marked (v6); it is reported once, as deleting the rule by port and source removes both.
+    sources) the old mode's rules would stay open. An IPv6 rule is reported once, as
+    deleting the rule by port and source removes both.
     """
     keep = {(str(port), _rule_source(source)) for port, source in wanted or []}
     stale = []
-    for line in str(ufw_status).splitlines():
-        rule, _, comment = line.partition("#")
-        fields = rule.replace("(v6)", " ").split()
-        if not comment.strip().startswith(comment_prefix) or len(fields) < 3:
-            continue
-        pair = [fields[0].split("/")[0], _rule_source(fields[-1])]
-        if tuple(pair) not in keep and pair not in stale:
+    for port, source, tag in _tagged_rules(ufw_status):
+        pair = [port, _rule_source(source)]
+        if tag.startswith(comment_prefix) and tuple(pair) not in keep and pair not in stale:
             stale.append(pair)
     return stale
 
