@@ -1,32 +1,21 @@
 """SpawnRequest -> Docker create arguments: every limit and guarantee enforced by the kernel.
 
-- cpu_limit    -> CFS quota: cpu_quota = cpu_limit * cpu_period (period 100 ms).
-- mem_limit    -> memory limit, with memswap_limit equal to it (no escape into swap).
-- mem guarantee-> memory reservation (soft limit the kernel reclaims others down to first).
-- cpu guarantee-> cpu shares = max(2, round(1024 * cpu_guarantee)), set only when the
-  guarantee is > 0. CFS shares are weights: under contention each busy sibling cgroup gets
-  CPU in proportion to its shares. With the weight proportional to the guarantee, and
-  admission control keeping the sum of guarantees <= capacity, a container guaranteed g
-  cores gets at least about g cores when everyone is busy (2 is the kernel's minimum).
-  Containers without a guarantee keep Docker's default weight 1024 (like a 1-core
-  guarantee) rather than the minimum: a weight of 2 starves them behind everything else
-  in the same parent cgroup (measured here: 0.08 of a 0.5-core quota on a busy host).
-  Shares never cap; only the quota does.
-- pids_limit, init (tini reaps zombies), cgroup_parent (the users' systemd slice).
+- cpu_limit     -> CFS quota: cpu_quota = cpu_limit * cpu_period (period 100 ms); validation
+  keeps it >= Docker's 1 ms minimum, so it never rounds to 0 ("no limit").
+- mem_limit     -> memory limit, with memswap_limit equal to it (no escape into swap).
+- guarantees    -> the server's QoS class (qos.py): its cgroup parent, cpu shares
+  (1024 per guaranteed core, best effort the minimum inside the low-weight best-effort
+  parent), memory reservation (memory.low on cgroup v2, the soft limit on v1) and
+  oom_score_adj (OOM victims in order of how far they are above their guarantee).
+- pids_limit, init (tini reaps zombies), no AutoRemove: the spawner removes a stopped server
+  itself, because Docker 20.10 also removes AutoRemove containers when the engine restarts
+  (moby/moby#46308), which would kill every server on `systemctl restart docker`.
 - GPUs -> device_requests for the nvidia driver with the chosen device ids.
 """
 
-from . import labels
+from . import labels, qos
+from .qos import CPU_PERIOD  # noqa: F401  (importable from here, as before)
 from .request import SpawnRequest
-
-CPU_PERIOD = 100_000
-
-
-def cpu_shares(cpu_guarantee: float):
-    """CFS weight proportional to the guarantee, or None (Docker's default) without one."""
-    if cpu_guarantee <= 0:
-        return None
-    return max(2, round(1024 * cpu_guarantee))
 
 
 def container_labels(req: SpawnRequest, username: str) -> dict:
@@ -40,27 +29,43 @@ def container_labels(req: SpawnRequest, username: str) -> dict:
         labels.CPU_GUARANTEE: f"{req.cpu_guarantee:g}",
         labels.MEM_GUARANTEE: str(int(req.mem_guarantee)),
         labels.GPUS: ",".join(req.gpu_ids),
+        labels.QOS_CLASS: req.qos,
     }
 
 
-def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="") -> dict:
-    """Keyword arguments for docker-py's create_host_config."""
+def class_parent(req: SpawnRequest, cgroup_parent: str, besteffort_parent: str) -> str:
+    """The cgroup parent of the server's class: best effort apart, the others in the users' parent."""
+    if req.qos == qos.BESTEFFORT and besteffort_parent:
+        return besteffort_parent
+    return cgroup_parent
+
+
+def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="", besteffort_parent=None,
+                mem_capacity=0) -> dict:
+    """Keyword arguments for docker-py's create_host_config. ``besteffort_parent`` None: derived
+    from ``cgroup_parent`` (qos.besteffort_parent); ``mem_capacity``: the memory all guarantees
+    may add up to (scales oom_score_adj; 0 = no OOM preference)."""
+    if besteffort_parent is None:
+        besteffort_parent = qos.besteffort_parent(cgroup_parent)
     hc = {
         "cpu_period": CPU_PERIOD,
         "cpu_quota": int(round(req.cpu_limit * CPU_PERIOD)),
+        "cpu_shares": qos.cpu_shares(req.qos, req.cpu_guarantee),
         "mem_limit": int(req.mem_limit),
         "memswap_limit": int(req.mem_limit),
         "init": True,
+        "auto_remove": False,
     }
     if req.mem_guarantee > 0:
         hc["mem_reservation"] = int(req.mem_guarantee)
-    shares = cpu_shares(req.cpu_guarantee)
-    if shares is not None:
-        hc["cpu_shares"] = shares
+    adj = qos.oom_score_adj(req.mem_guarantee, mem_capacity)
+    if adj:
+        hc["oom_score_adj"] = adj
     if pids_limit and pids_limit > 0:
         hc["pids_limit"] = int(pids_limit)
-    if cgroup_parent:
-        hc["cgroup_parent"] = cgroup_parent
+    parent = class_parent(req, cgroup_parent, besteffort_parent)
+    if parent:
+        hc["cgroup_parent"] = parent
     if req.gpu_ids:
         hc["device_requests"] = [{
             "Driver": "nvidia",

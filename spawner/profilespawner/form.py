@@ -24,19 +24,23 @@ _SCRIPT = """
     var out = form.querySelector('output[for="' + input.id + '"]');
     if (out) out.textContent = input.dataset.kind === 'mem' ? fmtBytes(+input.value) : input.value;
   }
-  function setMax(name, max, toMax) {
+  function setMax(name, max, toMax, min) {
     var input = form.querySelector('input[name="' + name + '"]');
     if (!input) return;
+    if (min !== undefined) input.min = min;
     input.max = max;
     if (toMax || +input.value > max) input.value = max;
+    if (+input.value < +input.min) input.value = input.min;
     show(input);
   }
   function apply() {
     var b = bounds[form.querySelector('select[name="resource_profile"]').value];
     setMax('cpu_limit', b.cpu_limit, true);
     setMax('mem_limit', b.mem_limit, true);
-    setMax('cpu_guarantee', Math.min(b.cpu_guarantee, +form.querySelector('input[name="cpu_limit"]').value));
-    setMax('mem_guarantee', Math.min(b.mem_guarantee, +form.querySelector('input[name="mem_limit"]').value));
+    setMax('cpu_guarantee', Math.min(b.cpu_guarantee, +form.querySelector('input[name="cpu_limit"]').value),
+           false, b.cpu_guarantee_min);
+    setMax('mem_guarantee', Math.min(b.mem_guarantee, +form.querySelector('input[name="mem_limit"]').value),
+           false, b.mem_guarantee_min);
     setMax('gpus', b.gpus, true);
     var gpuRow = form.querySelector('#pss-gpu-row');
     if (gpuRow) gpuRow.style.display = b.gpus > 0 ? '' : 'none';
@@ -80,7 +84,9 @@ def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
             "cpu_limit": b.cpu_limit,
             "mem_limit": _round_down(b.mem_limit, MEM_STEP) or b.mem_limit,
             "cpu_guarantee": b.cpu_guarantee,
-            "mem_guarantee": _round_down(b.mem_guarantee, MEM_STEP),
+            "mem_guarantee": max(_round_down(b.mem_guarantee, MEM_STEP), b.mem_guarantee_min),
+            "cpu_guarantee_min": b.cpu_guarantee_min,
+            "mem_guarantee_min": b.mem_guarantee_min,
             "gpus": b.gpus,
         }
         for name, b in bounds.items()
@@ -118,8 +124,10 @@ def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
         f'<select class="form-control" id="pss-image_profile" name="image_profile" required>{img_options}</select></div>'
         + _slider("cpu_limit", "CPU limit (cores)", "cpu", fb["cpu_limit"], CPU_STEP, fb["cpu_limit"], CPU_STEP, cores)
         + _slider("mem_limit", "Memory limit", "mem", fb["mem_limit"], MEM_STEP, fb["mem_limit"], MEM_STEP, gib)
-        + _slider("cpu_guarantee", "Guaranteed CPU (cores)", "cpu", 0, 0, fb["cpu_guarantee"], CPU_STEP, cores)
-        + _slider("mem_guarantee", "Guaranteed memory", "mem", 0, 0, fb["mem_guarantee"], MEM_STEP, gib)
+        + _slider("cpu_guarantee", "Guaranteed CPU (cores)", "cpu", fb["cpu_guarantee_min"],
+                  fb["cpu_guarantee_min"], fb["cpu_guarantee"], CPU_STEP, cores)
+        + _slider("mem_guarantee", "Guaranteed memory", "mem", fb["mem_guarantee_min"],
+                  fb["mem_guarantee_min"], fb["mem_guarantee"], MEM_STEP, gib)
         + gpu_row
         + f'<script type="application/json" id="pss-bounds">{bounds_json}</script>'
         + _SCRIPT

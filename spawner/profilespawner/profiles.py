@@ -13,11 +13,12 @@ from typing import Mapping, Optional, Tuple
 
 import yaml
 
+from .qos import MAX_CPU_GUARANTEE, MIN_CPU_LIMIT, MIN_CPU_TEXT, MIN_MEMORY, MIN_MEMORY_TEXT
 from .sizes import SizeError, format_size, parse_size
 
 DEFAULT_HOME = "/home/{username}"
 USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string", "max_preallocate")
-RESOURCE_KEYS = ("cpu_limit", "mem_limit", "gpus", "description")
+RESOURCE_KEYS = ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee", "gpus", "description")
 IMAGE_KEYS = ("image", "description")
 PREALLOCATE_KEYS = ("cpu_guarantee", "mem_guarantee")
 TOP_KEYS = ("resource_profiles", "image_profiles", "user_profiles")
@@ -40,6 +41,10 @@ class ResourceProfile:
     mem_limit: int
     gpus: int = 0
     description: str = ""
+    # the operator's floor: every server of this profile is guaranteed at least this much
+    # (and gets it when the user asks for nothing), so nobody on it can be starved
+    cpu_guarantee: float = 0.0
+    mem_guarantee: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,23 +139,25 @@ def _resources(data, problems):
         ok = True
         cpu = spec.get("cpu_limit")
         if "cpu_limit" not in spec:
-            problems.append(f"{path}.cpu_limit: missing; allowed: a number of cores > 0")
+            problems.append(f"{path}.cpu_limit: missing; allowed: a number of cores from {MIN_CPU_TEXT}")
             ok = False
-        elif not _is_number(cpu) or cpu <= 0:
-            problems.append(f"{path}.cpu_limit: {cpu!r} is not a valid limit; allowed: a number of cores > 0")
+        elif not _is_number(cpu) or cpu < MIN_CPU_LIMIT:
+            problems.append(f"{path}.cpu_limit: {cpu!r} is not a valid limit; allowed: a number of cores from "
+                            f"{MIN_CPU_TEXT} (Docker's smallest CPU quota)")
             ok = False
         mem = None
         if "mem_limit" not in spec:
-            problems.append(f"{path}.mem_limit: missing; allowed: a size > 0 such as 4G")
+            problems.append(f"{path}.mem_limit: missing; allowed: a size of at least {MIN_MEMORY_TEXT} such as 4G")
             ok = False
         else:
             try:
                 mem = parse_size(spec["mem_limit"])
-                if mem <= 0:
-                    raise SizeError(f"{spec['mem_limit']!r} is zero")
+                if mem < MIN_MEMORY:
+                    raise SizeError(f"{spec['mem_limit']!r} is below Docker's minimum memory limit")
             except SizeError as e:
-                problems.append(f"{path}.mem_limit: {e}; must be > 0")
+                problems.append(f"{path}.mem_limit: {e}; must be at least {MIN_MEMORY_TEXT}")
                 ok = False
+        cpu_floor, mem_floor = _floors(spec, path, cpu if ok else None, mem if ok else None, problems)
         gpus = spec.get("gpus", 0)
         if not isinstance(gpus, int) or isinstance(gpus, bool) or gpus < 0:
             problems.append(f"{path}.gpus: {gpus!r} is not a valid GPU count; allowed: an integer >= 0")
@@ -159,11 +166,34 @@ def _resources(data, problems):
         if not isinstance(desc, str):
             problems.append(f"{path}.description: {desc!r} is not a string")
             ok = False
-        if ok:
+        if ok and cpu_floor is not None and mem_floor is not None:
             if not desc:
                 desc = f"{cpu:g} CPU, {format_size(mem)}B RAM" + (f", {gpus} GPU" if gpus else "")
-            result[str(name)] = ResourceProfile(str(name), float(cpu), mem, gpus, desc)
+            result[str(name)] = ResourceProfile(str(name), float(cpu), mem, gpus, desc,
+                                                float(cpu_floor), mem_floor)
     return result
+
+
+def _floors(spec, path, cpu_limit, mem_limit, problems):
+    """A resource profile's guarantee floor: (cpu, mem), each None when invalid."""
+    cpu = spec.get("cpu_guarantee", 0)
+    cpu_top = min(cpu_limit, MAX_CPU_GUARANTEE) if cpu_limit is not None else MAX_CPU_GUARANTEE
+    if not _is_number(cpu) or not 0 <= cpu <= cpu_top:
+        problems.append(f"{path}.cpu_guarantee: {cpu!r} is not a valid guarantee floor; allowed: 0 to the "
+                        f"profile's cpu_limit ({cpu_top:g} cores)")
+        cpu = None
+    mem_text = spec.get("mem_guarantee", 0)
+    try:
+        mem = parse_size(mem_text)
+    except SizeError as e:
+        problems.append(f"{path}.mem_guarantee: {e}")
+        return cpu, None
+    if 0 < mem < MIN_MEMORY or (mem_limit is not None and mem > mem_limit):
+        top = format_size(mem_limit) if mem_limit is not None else "the profile's mem_limit"
+        problems.append(f"{path}.mem_guarantee: {mem_text!r} is not a valid guarantee floor; allowed: 0, or "
+                        f"{MIN_MEMORY_TEXT} to the profile's mem_limit ({top})")
+        return cpu, None
+    return cpu, mem
 
 
 def _images(data, problems):
@@ -228,7 +258,11 @@ def _preallocate(value, path, problems, largest_cpu, largest_mem):
         problems.append(f"{path}.mem_guarantee: {e}")
         ok = False
     else:
-        if mem > largest_mem:
+        if 0 < mem < MIN_MEMORY:
+            problems.append(f"{path}.mem_guarantee: {value.get('mem_guarantee')!r} is below Docker's minimum memory "
+                            f"reservation; allowed: 0, or {MIN_MEMORY_TEXT} to {format_size(largest_mem)}")
+            ok = False
+        elif mem > largest_mem:
             problems.append(f"{path}.mem_guarantee: {value.get('mem_guarantee')!r} is above the largest mem_limit of any resource profile ({format_size(largest_mem)}); allowed: 0 to {format_size(largest_mem)}")
             ok = False
     return MaxPreallocate(float(cpu), mem) if ok else None

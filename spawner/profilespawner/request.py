@@ -14,6 +14,7 @@ from .capacity import HostCapacity
 from .errors import SpawnRequestError  # noqa: F401  (raised here, importable from here)
 from .gpus import choose_gpus
 from .profiles import Profiles, UserProfile
+from .qos import MIN_CPU_LIMIT, MIN_MEMORY, MIN_MEMORY_TEXT, qos_class
 from .sizes import SizeError, format_size, parse_size
 
 OPTION_KEYS = ("resource_profile", "image_profile", "cpu_limit", "mem_limit",
@@ -33,6 +34,11 @@ class SpawnRequest:
     gpu_ids: Tuple[str, ...] = ()
     warnings: Tuple[str, ...] = field(default=(), compare=False)
 
+    @property
+    def qos(self) -> str:
+        """guaranteed, burstable or besteffort (see qos.py)."""
+        return qos_class(self.cpu_limit, self.mem_limit, self.cpu_guarantee, self.mem_guarantee)
+
 
 @dataclass(frozen=True)
 class Bounds:
@@ -43,16 +49,21 @@ class Bounds:
     cpu_guarantee: float
     mem_guarantee: int
     gpus: int
+    # the profile's guarantee floor (the least, and the default, guarantee)
+    cpu_guarantee_min: float = 0.0
+    mem_guarantee_min: int = 0
 
 
 def bounds_for(profiles: Profiles, user: UserProfile, resource_name: str, host: HostCapacity) -> Bounds:
     """Maxima for a resource profile: its limits capped at the host, guarantees also capped
-    at max_preallocate and at the limit."""
+    at max_preallocate and at the limit, but never below the profile's floor."""
     res = profiles.resources[resource_name]
     cpu = min(res.cpu_limit, host.cpus)
     mem = min(res.mem_limit, host.mem_bytes)
-    return Bounds(cpu, mem, min(user.max_preallocate.cpu_guarantee, cpu),
-                  min(user.max_preallocate.mem_guarantee, mem), res.gpus)
+    cpu_floor, mem_floor = min(res.cpu_guarantee, cpu), min(res.mem_guarantee, mem)
+    return Bounds(cpu, mem, max(cpu_floor, min(user.max_preallocate.cpu_guarantee, cpu)),
+                  max(mem_floor, min(user.max_preallocate.mem_guarantee, mem)), res.gpus,
+                  cpu_floor, mem_floor)
 
 
 def _choice(options, key, allowed, kind):
@@ -74,6 +85,8 @@ def _number(options, key, default):
         number = float(value)
     except ValueError:
         raise SpawnRequestError(key, f"{key}: {value!r} is not a number") from None
+    except OverflowError:
+        raise SpawnRequestError(key, f"{key}: {value!r} is too large") from None
     if not math.isfinite(number):
         raise SpawnRequestError(key, f"{key}: {value!r} is not a finite number")
     return number
@@ -95,7 +108,9 @@ def _size(options, key, default):
 
 def build_request(profiles: Profiles, user: UserProfile, options, host: HostCapacity) -> SpawnRequest:
     """Validate every option; absent options get defaults (first allowed profile and image,
-    the profile's full limits capped at the host, zero guarantees, the profile's GPUs)."""
+    the profile's full limits capped at the host, the profile's guarantee floor (0 unless the
+    operator set one), the profile's GPUs). Every accepted value is one Docker enforces:
+    nothing below Docker's minimums (a 1 ms CPU quota, 6 MiB of memory), nothing unbounded."""
     if options is None:
         options = {}
     if not isinstance(options, dict):
@@ -116,29 +131,40 @@ def build_request(profiles: Profiles, user: UserProfile, options, host: HostCapa
         warnings.append(f"resource profile {res_name!r} has mem_limit {format_size(res.mem_limit)} but this host "
                         f"has {format_size(host.mem_bytes)}; capped at {format_size(host.mem_bytes)}")
 
+    cpu_low = max(MIN_CPU_LIMIT, b.cpu_guarantee_min)
     cpu_limit = _number(options, "cpu_limit", b.cpu_limit)
-    if not 0 < cpu_limit <= b.cpu_limit:
+    if not cpu_low <= cpu_limit <= b.cpu_limit:
         raise SpawnRequestError("cpu_limit", f"cpu_limit: {options['cpu_limit']!r} is out of range for resource "
-                                f"profile {res_name!r}; allowed: more than 0 and at most {b.cpu_limit:g} CPUs")
+                                f"profile {res_name!r}; allowed: {cpu_low:g} to {b.cpu_limit:g} CPUs")
+    mem_low = max(MIN_MEMORY, b.mem_guarantee_min)
     mem_limit = _size(options, "mem_limit", b.mem_limit)
-    if not 0 < mem_limit <= b.mem_limit:
+    if not mem_low <= mem_limit <= b.mem_limit:
         raise SpawnRequestError("mem_limit", f"mem_limit: {options['mem_limit']!r} is out of range for resource "
-                                f"profile {res_name!r}; allowed: more than 0 and at most {format_size(b.mem_limit)} "
-                                f"({b.mem_limit} bytes)")
-    cpu_guarantee = _number(options, "cpu_guarantee", 0.0)
+                                f"profile {res_name!r}; allowed: {format_size(mem_low)} ({mem_low} bytes) to "
+                                f"{format_size(b.mem_limit)} ({b.mem_limit} bytes)")
+    cpu_guarantee = _number(options, "cpu_guarantee", b.cpu_guarantee_min)
     cpu_max = min(b.cpu_guarantee, cpu_limit)
-    if not 0 <= cpu_guarantee <= cpu_max:
+    if not b.cpu_guarantee_min <= cpu_guarantee <= cpu_max:
         why = (f"above cpu_limit {cpu_limit:g}" if cpu_guarantee > cpu_limit
-               else f"above max_preallocate {b.cpu_guarantee:g}" if cpu_guarantee > b.cpu_guarantee else "negative")
+               else f"above max_preallocate {b.cpu_guarantee:g}" if cpu_guarantee > b.cpu_guarantee
+               else f"below the profile's floor {b.cpu_guarantee_min:g}" if cpu_guarantee >= 0 else "negative")
         raise SpawnRequestError("cpu_guarantee", f"cpu_guarantee: {options['cpu_guarantee']!r} is {why}; "
-                                f"allowed: 0 to {cpu_max:g} CPUs")
-    mem_guarantee = _size(options, "mem_guarantee", 0)
+                                f"allowed: {b.cpu_guarantee_min:g} to {cpu_max:g} CPUs")
+    mem_guarantee = _size(options, "mem_guarantee", b.mem_guarantee_min)
     mem_max = min(b.mem_guarantee, mem_limit)
-    if mem_guarantee > mem_max:
+    if not b.mem_guarantee_min <= mem_guarantee <= mem_max or 0 < mem_guarantee < MIN_MEMORY:
         why = (f"above mem_limit {format_size(mem_limit)}" if mem_guarantee > mem_limit
-               else f"above max_preallocate {format_size(b.mem_guarantee)}")
+               else f"above max_preallocate {format_size(b.mem_guarantee)}" if mem_guarantee > b.mem_guarantee
+               else f"below the profile's floor {format_size(b.mem_guarantee_min)}" if mem_guarantee < b.mem_guarantee_min
+               else "below Docker's minimum memory reservation")
+        if b.mem_guarantee_min:
+            allowed = f"{format_size(b.mem_guarantee_min)} to {format_size(mem_max)} ({mem_max} bytes)"
+        elif mem_max < MIN_MEMORY:
+            allowed = "0 (no memory guarantee for you on this profile)"
+        else:
+            allowed = f"0, or {MIN_MEMORY_TEXT} to {format_size(mem_max)} ({mem_max} bytes)"
         raise SpawnRequestError("mem_guarantee", f"mem_guarantee: {options['mem_guarantee']!r} is {why}; "
-                                f"allowed: 0 to {format_size(mem_max)} ({mem_max} bytes)")
+                                f"allowed: {allowed}")
     gpus = _number(options, "gpus", b.gpus)
     if gpus != int(gpus) or not 0 <= gpus <= b.gpus:
         raise SpawnRequestError("gpus", f"gpus: {options['gpus']!r} is not allowed for resource profile "

@@ -32,7 +32,10 @@ def parse_size(value) -> int:
         match = _SIZE.match(value)
         if match:
             number, unit = match.groups()
-            return int(round(float(number) * UNITS[unit.upper()]))
+            scaled = float(number) * UNITS[unit.upper()]
+            if math.isfinite(scaled):
+                return int(round(scaled))
+            raise SizeError(f"{value!r} is too large to be a size; allowed: {ALLOWED}")
     raise SizeError(f"{value!r} is not a size; allowed: {ALLOWED}")
 
 

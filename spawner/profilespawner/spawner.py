@@ -98,6 +98,17 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         help="""cgroup parent of user containers, e.g. jupyterhub-users.slice (systemd cgroup
         driver) so a slice caps all users together. Empty: Docker's default.""",
     )
+    besteffort_cgroup_parent = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="""cgroup parent of best-effort servers (no guarantee at all): one low-weight parent
+        for the whole class, so however many of them are busy they cannot take CPU guaranteed to
+        others. None (default): derived from cgroup_parent, jupyterhub-users.slice ->
+        jupyterhub-users-besteffort.slice (the docker role installs it with CPUWeight=1), a
+        cgroupfs path /x -> /x/besteffort (its cpu.shares must be set to 2 by whoever makes
+        it). Empty: best-effort servers stay in cgroup_parent with the minimum weight each.""",
+    )
     home_mode = Integer(0o700, config=True, help="Mode of a home directory the spawner creates (octal, default 0o700).")
     scope_labels = Dict(
         value_trait=Unicode(),
@@ -337,7 +348,8 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         try:
             self._spawn_request = req
             self.extra_host_config = _merged(self._base_host_config, dockerargs.host_config(
-                req, self.pids_limit, self.cgroup_parent))
+                req, self.pids_limit, self.cgroup_parent, self.besteffort_cgroup_parent,
+                self._guarantee_capacity(host).mem_bytes))
             self.extra_create_kwargs = _merged(self._base_create_kwargs, {
                 "labels": {**self.scope_labels, **dockerargs.container_labels(req, self.user.name)},
                 "working_dir": self.homedir,

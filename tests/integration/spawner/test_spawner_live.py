@@ -11,7 +11,7 @@ import docker
 import pytest
 import yaml
 
-from profilespawner import dockerargs, labels
+from profilespawner import dockerargs, labels, qos
 from profilespawner.capacity import detect_host
 from profilespawner.profiles import effective_profile, parse_profiles
 from profilespawner.request import plan_spawn
@@ -58,7 +58,7 @@ def test_shipped_profile_spawns_with_enforced_limits(hub_factory, system_users, 
     assert hc["MemoryReservation"] == G
     assert hc["CpuShares"] == 512
     assert hc["PidsLimit"] == 1024 and hc["Init"] is True
-    assert hc["AutoRemove"] is True
+    assert hc["AutoRemove"] is False  # Docker 20.10 removes AutoRemove containers on its restart
     assert info["Config"]["User"] == f"{account.pw_uid}:{account.pw_gid}"
     assert info["Config"]["WorkingDir"] == account.pw_dir
     assert any(m["Source"] == account.pw_dir and m["Destination"] == account.pw_dir for m in info["Mounts"])
@@ -74,7 +74,7 @@ def test_shipped_profile_spawns_with_enforced_limits(hub_factory, system_users, 
     quota = cgroup_file(name, "cpu/cpu.cfs_quota_us", "cpu.max").split()[0]
     assert int(quota) == int(spec.cpu_limit * 100_000)
     weight = int(cgroup_file(name, "cpu/cpu.shares", "cpu.weight"))
-    shares = dockerargs.cpu_shares(0.5)
+    shares = qos.cpu_shares(qos.BURSTABLE, 0.5)
     assert weight in (shares, 1 + ((shares - 2) * 9999) // 262142)  # v1 shares or v2 weight
 
 

@@ -1,4 +1,4 @@
-from profilespawner import dockerargs, labels
+from profilespawner import dockerargs, labels, qos
 from profilespawner.request import SpawnRequest
 
 from .conftest import G, M
@@ -18,19 +18,50 @@ def test_limits_and_guarantees():
     assert hc["mem_reservation"] == 512 * M
     assert hc["cpu_shares"] == 256
     assert hc["pids_limit"] == 1024 and hc["init"] is True
+    assert hc["auto_remove"] is False  # the spawner removes stopped servers, not the engine's restart
     assert "cgroup_parent" not in hc and "device_requests" not in hc
+    assert "oom_score_adj" not in hc  # no capacity given: no OOM preference
+
+
+def test_qos_classes():
+    assert req().qos == qos.BURSTABLE
+    assert req(cpu_guarantee=0.0, mem_guarantee=0).qos == qos.BESTEFFORT
+    assert req(cpu_guarantee=1.5, mem_guarantee=2 * G).qos == qos.GUARANTEED
+    assert req(cpu_guarantee=0.0, mem_guarantee=2 * G).qos == qos.BURSTABLE  # memory only
+    assert req(cpu_guarantee=1.5, mem_guarantee=0).qos == qos.BURSTABLE      # CPU only
 
 
 def test_shares_formula():
-    assert dockerargs.cpu_shares(0) is None
-    assert dockerargs.cpu_shares(0.001) == 2
-    assert dockerargs.cpu_shares(1) == 1024
-    assert dockerargs.cpu_shares(2.5) == 2560
+    assert qos.cpu_shares(qos.BESTEFFORT, 0) == 2
+    assert qos.cpu_shares(qos.BURSTABLE, 0) == 2       # a memory-only guarantee buys no CPU weight
+    assert qos.cpu_shares(qos.BURSTABLE, 0.001) == 2
+    assert qos.cpu_shares(qos.BURSTABLE, 1) == 1024
+    assert qos.cpu_shares(qos.GUARANTEED, 2.5) == 2560
+    assert qos.cpu_shares(qos.GUARANTEED, 1000) == qos.MAX_CPU_SHARES
 
 
-def test_no_guarantee_no_reservation():
-    hc = dockerargs.host_config(req(cpu_guarantee=0.0, mem_guarantee=0))
-    assert "mem_reservation" not in hc and "cpu_shares" not in hc
+def test_besteffort_servers_share_one_low_weight_parent():
+    be = req(cpu_guarantee=0.0, mem_guarantee=0)
+    hc = dockerargs.host_config(be, cgroup_parent="jupyterhub-users.slice")
+    assert hc["cgroup_parent"] == "jupyterhub-users-besteffort.slice" and hc["cpu_shares"] == 2
+    assert dockerargs.host_config(be, cgroup_parent="/jbm-users")["cgroup_parent"] == "/jbm-users/besteffort"
+    assert dockerargs.host_config(be, cgroup_parent="x.slice", besteffort_parent="")["cgroup_parent"] == "x.slice"
+    assert "cgroup_parent" not in dockerargs.host_config(be)
+    # any guarantee keeps a server in the users' parent, beside the best-effort class
+    assert dockerargs.host_config(req(), cgroup_parent="jupyterhub-users.slice")["cgroup_parent"] == \
+        "jupyterhub-users.slice"
+
+
+def test_oom_score_adj_makes_badness_memory_above_guarantee():
+    cap = 8 * G
+    assert dockerargs.host_config(req(mem_guarantee=2 * G), mem_capacity=cap)["oom_score_adj"] == -250
+    assert "oom_score_adj" not in dockerargs.host_config(req(mem_guarantee=0), mem_capacity=cap)
+    assert qos.oom_score_adj(cap, cap) == -998  # never -1000 (unkillable)
+    # badness = rss + adj * capacity / 1000: a server within its guarantee ranks below any
+    # process of a best-effort server, whatever their sizes
+    badness = lambda rss, g: rss + qos.oom_score_adj(g, cap) * cap / 1000  # noqa: E731
+    assert badness(3 * G, 3.5 * G) < badness(200 * M, 0)
+    assert badness(3 * G, 2 * G) > badness(500 * M, 0)  # 1 GiB above its guarantee goes first
 
 
 def test_cgroup_parent_and_gpus():
@@ -50,6 +81,7 @@ def test_labels_per_contract():
         labels.CPU_GUARANTEE: "0.25",
         labels.MEM_GUARANTEE: str(512 * M),
         labels.GPUS: "0,1",
+        labels.QOS_CLASS: "burstable",
     }
     assert labels.USER == "org.jupyterhub-baremetal.user"
     assert dockerargs.container_labels(req(cpu_guarantee=0.0, mem_guarantee=0), "a")[labels.CPU_GUARANTEE] == "0"

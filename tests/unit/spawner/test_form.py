@@ -35,10 +35,19 @@ def test_preselects_first_allowed_and_bounds(profiles, default_user, host):
     assert selected == ["Tiny", "SingleUser"]
     assert c.inputs["cpu_limit"]["max"] == "1.0" and c.inputs["cpu_limit"]["value"] == "1.0"
     assert int(c.inputs["mem_limit"]["max"]) == 2 * G
-    assert c.inputs["cpu_guarantee"]["max"] == "0.5" and c.inputs["cpu_guarantee"]["value"] == "0"
+    assert c.inputs["cpu_guarantee"]["max"] == "0.5" and float(c.inputs["cpu_guarantee"]["value"]) == 0
     assert int(c.inputs["mem_guarantee"]["max"]) == G
     assert "gpus" not in c.inputs
     assert "1.5 CPUs and 20GB memory can still be guaranteed" in html
+
+
+def test_guarantee_floor_is_the_sliders_minimum_and_default(profiles, default_user, host):
+    from dataclasses import replace
+    tiny = replace(profiles.resources["Tiny"], cpu_guarantee=0.2, mem_guarantee=128 * 1024 ** 2)
+    floored = replace(profiles, resources={**profiles.resources, "Tiny": tiny})
+    c = parse(render_form(floored, default_user, host, 1.5, 20 * G))
+    assert float(c.inputs["cpu_guarantee"]["min"]) == 0.2 == float(c.inputs["cpu_guarantee"]["value"])
+    assert int(c.inputs["mem_guarantee"]["min"]) == 128 * 1024 ** 2 == int(c.inputs["mem_guarantee"]["value"])
 
 
 def test_bounds_for_every_profile_capped_at_host(profiles, host):

@@ -84,12 +84,12 @@ def test_unparsable_size(size):
     assert "512M" in msg  # says what is allowed
 
 
-@pytest.mark.parametrize("cpu", [0, -1, "two", float("nan"), True])
+@pytest.mark.parametrize("cpu", [0, -1, "two", float("nan"), True, 0.005])
 def test_bad_cpu_limit(cpu):
     data = sample_data()
     data["resource_profiles"]["Tiny"]["cpu_limit"] = cpu
     (msg,) = problems_of(data)
-    assert msg.startswith("resource_profiles.Tiny.cpu_limit: ") and "> 0" in msg
+    assert msg.startswith("resource_profiles.Tiny.cpu_limit: ") and "from 0.01" in msg
 
 
 def test_zero_mem_limit():
@@ -128,7 +128,7 @@ def test_unknown_keys_named():
     data["user_profiles"]["alice"]["allowed_resource"] = ["Tiny"]
     data["resource_profiles"]["Tiny"]["memory"] = "1G"
     msgs = problems_of(data)
-    assert "resource_profiles.Tiny.memory: unknown key; allowed: cpu_limit, mem_limit, gpus, description" in msgs
+    assert "resource_profiles.Tiny.memory: unknown key; allowed: cpu_limit, mem_limit, cpu_guarantee, mem_guarantee, gpus, description" in msgs
     assert any(m.startswith("user_profiles.alice.allowed_resource: unknown key") for m in msgs)
 
 

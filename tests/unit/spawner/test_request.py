@@ -32,7 +32,7 @@ def test_profile_bigger_than_host_is_capped_with_warning(profiles, host):
     assert any("'Extreme'" in w and "cpu_limit 36" in w and "capped at 2" in w for w in req.warnings)
     with pytest.raises(SpawnRequestError) as err:
         build_request(profiles, alice, {"resource_profile": "Extreme", "cpu_limit": 3}, host)
-    assert "at most 2 CPUs" in err.value.message
+    assert "0.01 to 2 CPUs" in err.value.message
 
 
 FORGED = [
@@ -41,17 +41,25 @@ FORGED = [
     ({"resource_profile": ["Tiny"]}, "resource_profile", "allowed: Tiny, Small"),
     ({"image_profile": "Other"}, "image_profile", "allowed: SingleUser"),
     ({"image_profile": 3}, "image_profile", "allowed: SingleUser"),
-    ({"cpu_limit": 1.5}, "cpu_limit", "at most 1 CPUs"),  # above Tiny's max
-    ({"cpu_limit": "-1"}, "cpu_limit", "more than 0"),
-    ({"cpu_limit": 0}, "cpu_limit", "more than 0"),
+    ({"cpu_limit": 1.5}, "cpu_limit", "allowed: 0.01 to 1 CPUs"),  # above Tiny's max
+    ({"cpu_limit": "-1"}, "cpu_limit", "allowed: 0.01 to 1 CPUs"),
+    ({"cpu_limit": 0}, "cpu_limit", "allowed: 0.01 to 1 CPUs"),
+    # below Docker's 1 ms quota: would round to quota 0 ("no limit") or be refused by Docker
+    ({"cpu_limit": 1e-7}, "cpu_limit", "allowed: 0.01 to 1 CPUs"),
+    ({"cpu_limit": 0.0099}, "cpu_limit", "allowed: 0.01 to 1 CPUs"),
+    ({"cpu_limit": 10 ** 400}, "cpu_limit", "too large"),
+    ({"cpu_limit": "1e400"}, "cpu_limit", "finite"),
     ({"cpu_limit": "NaN"}, "cpu_limit", "finite"),
     ({"cpu_limit": float("nan")}, "cpu_limit", "finite"),
     ({"cpu_limit": "inf"}, "cpu_limit", "finite"),
     ({"cpu_limit": "lots"}, "cpu_limit", "not a number"),
     ({"cpu_limit": True}, "cpu_limit", "not a number"),
     ({"cpu_limit": None}, "cpu_limit", "not a number"),
-    ({"mem_limit": "3G"}, "mem_limit", "at most 2G"),
-    ({"mem_limit": 0}, "mem_limit", "more than 0"),
+    ({"mem_limit": "3G"}, "mem_limit", "to 2G"),
+    ({"mem_limit": 0}, "mem_limit", "allowed: 6M (6291456 bytes) to 2G"),
+    ({"mem_limit": 6 * M - 1}, "mem_limit", "allowed: 6M (6291456 bytes) to 2G"),  # Docker's minimum
+    ({"mem_limit": 10 ** 400}, "mem_limit", "allowed: 6M (6291456 bytes) to 2G"),
+    ({"mem_limit": "9" * 400 + "T"}, "mem_limit", "too large"),
     ({"mem_limit": -5}, "mem_limit", "negative"),
     ({"mem_limit": "-1G"}, "mem_limit", "512M"),
     ({"mem_limit": "NaN"}, "mem_limit", "512M"),
@@ -64,6 +72,8 @@ FORGED = [
     ({"mem_guarantee": "2G"}, "mem_guarantee", "above max_preallocate 1G"),
     ({"mem_limit": "512M", "mem_guarantee": "768M"}, "mem_guarantee", "above mem_limit 512M"),
     ({"mem_guarantee": "-1"}, "mem_guarantee", "512M"),
+    ({"mem_guarantee": "1M"}, "mem_guarantee", "below Docker's minimum memory reservation; allowed: 0, or 6M"),
+    ({"cpu_guarantee": 10 ** 400}, "cpu_guarantee", "too large"),
     ({"gpus": 1}, "gpus", "from 0 to 0"),
     ({"gpus": "x"}, "gpus", "not a number"),
     ({"image": "evil/image"}, "image", "unknown option"),

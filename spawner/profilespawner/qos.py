@@ -1,0 +1,88 @@
+"""Quality-of-service classes: how a guarantee becomes something the kernel delivers.
+
+Every user server belongs to one class, decided from its guarantees alone (as Kubernetes'
+QoS classes are decided from requests and limits):
+
+- ``guaranteed``: guarantees equal to the limits (CPU and memory both);
+- ``burstable``: some guarantee (CPU or memory) below its limit;
+- ``besteffort``: no guarantee at all.
+
+What the kernel is told, per class (one function for cgroup v1 and v2; runc maps cpu.shares
+to cpu.weight and the memory reservation to memory.low on v2):
+
+- **CPU weight.** Guaranteed and burstable servers sit directly in the users' parent cgroup
+  (``jupyterhub-users.slice``) with ``cpu.shares = 1024 x cpu_guarantee`` (at least 2, the
+  kernel's minimum). Best-effort servers sit one level down, all of them together in ONE
+  low-weight parent (``jupyterhub-users-besteffort.slice``, CPUWeight=1 / cpu.shares 2): to
+  the scheduler the whole best-effort class weighs less than a 0.01-core guarantee, however
+  many best-effort servers are busy. Admission keeps the sum of guarantees within what the
+  users' parent may use, so a busy server guaranteed g cores gets at least about g cores.
+  Weights never cap (quotas do): CPU nobody uses or nobody was guaranteed goes to whoever
+  wants it.
+- **Memory.** The guarantee becomes the memory reservation (v2 memory.low: the kernel
+  reclaims other cgroups first; v1 soft limit: only honoured in global reclaim). Without swap
+  anonymous memory cannot be reclaimed, so under a full users' slice the OOM killer decides:
+  ``oom_score_adj = -1000 x mem_guarantee / memory capacity`` makes a process's OOM badness
+  (its memory + adj x capacity / 1000) about "its memory minus its server's guarantee", so the
+  process furthest above its guarantee is killed first and a server within its guarantee is
+  killed last. Best-effort servers have a guarantee of 0: everything they hold is above it.
+"""
+
+from .sizes import format_size
+
+GUARANTEED = "guaranteed"
+BURSTABLE = "burstable"
+BESTEFFORT = "besteffort"
+CLASSES = (GUARANTEED, BURSTABLE, BESTEFFORT)
+
+# What Docker (20.10, Debian 12's docker.io) and the kernel accept; a value outside is refused
+# by Docker (HTTP 500 from the engine) or, worse, silently means "unlimited".
+CPU_PERIOD = 100_000          # microseconds (100 ms), the CFS default
+MIN_CPU_QUOTA = 1_000         # Docker: "CPU cfs quota can not be less than 1ms"
+MIN_CPU_LIMIT = MIN_CPU_QUOTA / CPU_PERIOD   # 0.01 cores; a quota of 0 would mean no limit
+MIN_MEMORY = 6 * 1024 ** 2    # Docker: "Minimum memory limit allowed is 6MB" (and reservation)
+MIN_CPU_SHARES = 2            # the kernel's range of cpu.shares
+MAX_CPU_SHARES = 262_144
+MAX_CPU_GUARANTEE = MAX_CPU_SHARES / 1024    # 256 cores: the largest weight the kernel takes
+BESTEFFORT_CPU_SHARES = MIN_CPU_SHARES
+MAX_OOM_SCORE_ADJ_PROTECTION = 998           # never -1000: that would make a process unkillable
+
+MIN_CPU_TEXT = f"{MIN_CPU_LIMIT:g}"
+MIN_MEMORY_TEXT = f"{format_size(MIN_MEMORY)} ({MIN_MEMORY} bytes)"
+
+
+def qos_class(cpu_limit: float, mem_limit: int, cpu_guarantee: float, mem_guarantee: int) -> str:
+    """The class of a server with these limits and guarantees."""
+    if cpu_guarantee <= 0 and mem_guarantee <= 0:
+        return BESTEFFORT
+    if cpu_guarantee >= cpu_limit and mem_guarantee >= mem_limit:
+        return GUARANTEED
+    return BURSTABLE
+
+
+def cpu_shares(qos: str, cpu_guarantee: float) -> int:
+    """cpu.shares: 1024 per guaranteed core within the kernel's range; best effort the minimum
+    (its class parent carries the class's weight)."""
+    if qos == BESTEFFORT:
+        return BESTEFFORT_CPU_SHARES
+    return min(MAX_CPU_SHARES, max(MIN_CPU_SHARES, round(1024 * cpu_guarantee)))
+
+
+def oom_score_adj(mem_guarantee: int, mem_capacity: int) -> int:
+    """-1000 x guarantee / capacity: OOM badness becomes about "memory above the guarantee"."""
+    if mem_guarantee <= 0 or mem_capacity <= 0:
+        return 0
+    return -min(MAX_OOM_SCORE_ADJ_PROTECTION, round(1000 * mem_guarantee / mem_capacity))
+
+
+def besteffort_parent(cgroup_parent: str) -> str:
+    """The best-effort class's parent under the users' parent cgroup.
+
+    systemd slices nest by dashes (``jupyterhub-users.slice`` -> ``jupyterhub-users-besteffort.slice``,
+    a child of it); a cgroupfs path gets a sub-directory; without a users' parent there is none
+    (best-effort servers then only get the minimum weight each)."""
+    if not cgroup_parent:
+        return ""
+    if cgroup_parent.endswith(".slice"):
+        return cgroup_parent[: -len(".slice")] + "-besteffort.slice"
+    return cgroup_parent.rstrip("/") + "/besteffort"
