@@ -59,7 +59,7 @@ def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="", besteffort
     if req.mem_guarantee > 0:
         hc["mem_reservation"] = int(req.mem_guarantee)
     adj = qos.oom_score_adj(req.mem_guarantee, mem_capacity)
-    if adj:
+    if adj is not None:
         hc["oom_score_adj"] = adj
     if pids_limit and pids_limit > 0:
         hc["pids_limit"] = int(pids_limit)

@@ -21,11 +21,16 @@ to cpu.weight and the memory reservation to memory.low on v2):
   wants it.
 - **Memory.** The guarantee becomes the memory reservation (v2 memory.low: the kernel
   reclaims other cgroups first; v1 soft limit: only honoured in global reclaim). Without swap
-  anonymous memory cannot be reclaimed, so under a full users' slice the OOM killer decides:
-  ``oom_score_adj = -1000 x mem_guarantee / memory capacity`` makes a process's OOM badness
-  (its memory + adj x capacity / 1000) about "its memory minus its server's guarantee", so the
-  process furthest above its guarantee is killed first and a server within its guarantee is
-  killed last. Best-effort servers have a guarantee of 0: everything they hold is above it.
+  anonymous memory cannot be reclaimed, so under a full users' slice the OOM killer decides.
+  Its badness of a process is its memory + oom_score_adj x capacity / 1000 (capacity: the
+  memory of the cgroup that is full), so ``oom_score_adj = 1000 x (1 - mem_guarantee /
+  capacity)`` ranks processes by "memory minus the guarantee of their server" (plus the same
+  constant for all): the process furthest above its guarantee is killed first, a server within
+  its guarantee last. Best-effort servers get 1000 (Kubernetes' BestEffort value): everything
+  they hold is above their guarantee of 0. The values only ever RAISE a score (raising needs no
+  privilege, lowering below 0 needs CAP_SYS_RESOURCE, which some hosts' runtimes lack), so the
+  OS's own processes (score 0) go after every user server's in a global OOM, and a user, who
+  holds no capabilities, cannot lower their server's score below what runc set.
 """
 
 from .sizes import format_size
@@ -45,7 +50,7 @@ MIN_CPU_SHARES = 2            # the kernel's range of cpu.shares
 MAX_CPU_SHARES = 262_144
 MAX_CPU_GUARANTEE = MAX_CPU_SHARES / 1024    # 256 cores: the largest weight the kernel takes
 BESTEFFORT_CPU_SHARES = MIN_CPU_SHARES
-MAX_OOM_SCORE_ADJ_PROTECTION = 998           # never -1000: that would make a process unkillable
+OOM_SCORE_ADJ_MAX = 1000
 
 MIN_CPU_TEXT = f"{MIN_CPU_LIMIT:g}"
 MIN_MEMORY_TEXT = f"{format_size(MIN_MEMORY)} ({MIN_MEMORY} bytes)"
@@ -68,11 +73,13 @@ def cpu_shares(qos: str, cpu_guarantee: float) -> int:
     return min(MAX_CPU_SHARES, max(MIN_CPU_SHARES, round(1024 * cpu_guarantee)))
 
 
-def oom_score_adj(mem_guarantee: int, mem_capacity: int) -> int:
-    """-1000 x guarantee / capacity: OOM badness becomes about "memory above the guarantee"."""
-    if mem_guarantee <= 0 or mem_capacity <= 0:
-        return 0
-    return -min(MAX_OOM_SCORE_ADJ_PROTECTION, round(1000 * mem_guarantee / mem_capacity))
+def oom_score_adj(mem_guarantee: int, mem_capacity: int):
+    """1000 x (1 - guarantee / capacity): OOM badness ranks by memory above the guarantee.
+    None without a capacity (no preference: Docker's default 0)."""
+    if mem_capacity <= 0:
+        return None
+    share = min(1.0, max(0, mem_guarantee) / mem_capacity)
+    return round(OOM_SCORE_ADJ_MAX * (1 - share))
 
 
 def besteffort_parent(cgroup_parent: str) -> str:

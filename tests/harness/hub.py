@@ -18,6 +18,8 @@ from pathlib import Path
 
 import requests
 
+from .cgroups import ensure_users_parent
+
 CHP_CANDIDATES = (
     os.environ.get("JBM_CHP", ""),
     "/var/cache/jbm/chp-4.6.3/node_modules/.bin/configurable-http-proxy",  # `make chp`
@@ -60,6 +62,9 @@ class Hub:
     proxy_api_port: int = field(default_factory=free_port)
     token: str = field(default_factory=lambda: secrets.token_hex(32))
     process: subprocess.Popen | None = None
+    # the users' parent cgroup (and its best-effort child), made here as the docker role makes
+    # jupyterhub-users.slice on a server: QoS classes need the two levels
+    users_cgroup: str = "jbm-users"
 
     @property
     def url(self) -> str:
@@ -90,6 +95,7 @@ c.JupyterHub.load_roles = [{{"name": "test-harness", "services": [{HARNESS_SERVI
     "scopes": ["admin:users", "admin:servers", "access:servers", "read:metrics", "tokens"]}}]
 c.JupyterHub.spawner_class = "profilespawner.DockerSystemProfileSpawner"
 c.DockerSystemProfileSpawner.profiles_file = {str(self.profiles_file)!r}
+c.DockerSystemProfileSpawner.cgroup_parent = {ensure_users_parent(self.users_cgroup)!r}
 import profilespawner  # noqa: E402  (validate the profiles before anything starts, as installed)
 profilespawner.load_profiles_or_exit(c.DockerSystemProfileSpawner.profiles_file)
 c.Spawner.start_timeout = 120

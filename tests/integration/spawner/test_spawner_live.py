@@ -147,6 +147,15 @@ FORGED = [
     ({"mem_limit": "512M", "mem_guarantee": "1G"}, "mem_guarantee"),
     ({"gpus": 1}, "gpus"),
     ({"image": "evil/root-shell"}, "image"),
+    # below Docker's minimums: once a quota of 0 ("no limit") or Docker's own refusal (a 500)
+    ({"cpu_limit": 1e-7}, "cpu_limit"),
+    ({"cpu_limit": 0.005}, "cpu_limit"),
+    ({"mem_limit": "5M"}, "mem_limit"),
+    ({"mem_guarantee": "1M"}, "mem_guarantee"),
+    # overflowing and non-finite JSON numbers: once a bare "Invalid user options"
+    ({"cpu_limit": 10 ** 400}, "cpu_limit"),
+    ({"cpu_guarantee": 10 ** 400}, "cpu_guarantee"),
+    ({"mem_limit": 10 ** 400}, "mem_limit"),
 ]
 
 

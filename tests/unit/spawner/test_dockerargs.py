@@ -54,9 +54,9 @@ def test_besteffort_servers_share_one_low_weight_parent():
 
 def test_oom_score_adj_makes_badness_memory_above_guarantee():
     cap = 8 * G
-    assert dockerargs.host_config(req(mem_guarantee=2 * G), mem_capacity=cap)["oom_score_adj"] == -250
-    assert "oom_score_adj" not in dockerargs.host_config(req(mem_guarantee=0), mem_capacity=cap)
-    assert qos.oom_score_adj(cap, cap) == -998  # never -1000 (unkillable)
+    assert dockerargs.host_config(req(mem_guarantee=2 * G), mem_capacity=cap)["oom_score_adj"] == 750
+    assert dockerargs.host_config(req(mem_guarantee=0), mem_capacity=cap)["oom_score_adj"] == 1000
+    assert qos.oom_score_adj(cap, cap) == 0 and qos.oom_score_adj(2 * cap, cap) == 0  # never below 0
     # badness = rss + adj * capacity / 1000: a server within its guarantee ranks below any
     # process of a best-effort server, whatever their sizes
     badness = lambda rss, g: rss + qos.oom_score_adj(g, cap) * cap / 1000  # noqa: E731

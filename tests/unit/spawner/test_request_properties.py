@@ -36,8 +36,8 @@ def docker_refusal(hc: dict):
         return "Minimum memory limit can not be less than memory reservation limit"
     if not qos.MIN_CPU_SHARES <= hc["cpu_shares"] <= qos.MAX_CPU_SHARES:
         return "cpu shares outside the kernel's range (silently clamped)"
-    if not -1000 < hc.get("oom_score_adj", 0) <= 1000:
-        return "oom_score_adj out of range, or unkillable"
+    if not 0 <= hc.get("oom_score_adj", 0) <= 1000:
+        return "oom_score_adj out of range, or below 0 (needs CAP_SYS_RESOURCE, which runc may lack)"
     return None
 
 
