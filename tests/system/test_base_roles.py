@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from profilespawner import qos
 from tests.harness.images import BASE_IMAGE, ensure_base_image
 from tests.harness.systemd_host import start_systemd_host
 
@@ -324,6 +325,32 @@ def test_docker_runs_user_containers_under_the_capped_slice(converged, base_imag
         quota = host.exec("cat", f"/sys/fs/cgroup/cpu{slice_dir}/cpu.cfs_quota_us")
     assert int(quota.stdout) == cpu_quota_us
     host.exec("docker", "rm", "-f", "h4-probe", check=False)
+
+
+def test_qos_slices_weigh_what_the_classes_need(converged, base_image):
+    """The best-effort slice the spawner derives exists under the users' slice with the least
+    CPU weight; the users' slice and the slice above it outweigh the OS's slices."""
+    host = converged["host"]
+    ensure_inner_image(host)
+    besteffort = qos.besteffort_parent("jupyterhub-users.slice")
+    shown = [line for line in host.exec("systemctl", "show", "-p", "CPUWeight", "jupyterhub.slice",
+                                        "jupyterhub-users.slice", besteffort, "system.slice").stdout.splitlines()
+             if line]
+    assert shown == ["CPUWeight=10000", "CPUWeight=10000", "CPUWeight=1", "CPUWeight=[not set]"], shown
+    host.exec("docker", "rm", "-f", "h4-be", check=False)
+    host.exec("docker", "run", "-d", "--name", "h4-be", "--cgroup-parent", besteffort, "--cpu-shares",
+              str(qos.cpu_shares(qos.BESTEFFORT, 0)), BASE_IMAGE, "sleep", "600")
+    pid = host.exec("docker", "inspect", "-f", "{{.State.Pid}}", "h4-be").stdout.strip()
+    cgroups = dict(line.split(":", 2)[1:] for line in host.exec("cat", f"/proc/{pid}/cgroup").stdout.splitlines())
+    cpu_cgroup = cgroups.get("cpu,cpuacct") or cgroups.get("cpu") or cgroups[""]
+    assert f"/jupyterhub.slice/jupyterhub-users.slice/{besteffort}/docker-" in cpu_cgroup, cpu_cgroup
+    slice_dir = cpu_cgroup.rsplit("/", 1)[0]
+    controller = "cpu,cpuacct" if "cpu,cpuacct" in cgroups else "cpu"
+    # systemd maps CPUWeight to v1 shares as weight x 1024 / 100
+    assert int(host.exec("cat", f"/sys/fs/cgroup/{controller}{slice_dir}/cpu.shares").stdout) == 10
+    users_dir = slice_dir.rsplit("/", 1)[0]
+    assert int(host.exec("cat", f"/sys/fs/cgroup/{controller}{users_dir}/cpu.shares").stdout) == 102400
+    host.exec("docker", "rm", "-f", "h4-be", check=False)
 
 
 def test_extra_ca_certificates_reach_the_host_and_the_prebuilt_image(converged):
