@@ -3,12 +3,16 @@
 Everything here is a pure function of a cgroup root directory (normally /sys/fs/cgroup), so a
 recorded cgroup v2 tree or a hand-made v1 tree stands in for the real one in tests. The work is a
 handful of small file reads per container: the cost grows with containers, never with processes.
+OOM kills: `oom_kills` counts kills of the container's processes whatever limit was hit;
+`own_limit_hits` tells whether the container's own limit was (v2 memory.events `oom`, v1
+memory.failcnt), so a kill without one was caused by an ancestor's limit or the host.
 """
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from .snapshot import CgroupStats
 
@@ -28,12 +32,12 @@ def detect_mode(root: str) -> str:
     """Which cgroup layout lives under root: the v2 root has cgroup.controllers itself."""
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
         return V2
-    if _v1_controller_dir(root, "memory"):
+    if v1_controller_dir(root, "memory"):
         return HYBRID if os.path.exists(os.path.join(root, "unified", "cgroup.controllers")) else V1
     return NONE
 
 
-def _v1_controller_dir(root: str, controller: str) -> str | None:
+def v1_controller_dir(root: str, controller: str) -> str | None:
     """The mount of one v1 controller, also when co-mounted (e.g. `cpu,cpuacct`)."""
     direct = os.path.join(root, controller)
     if os.path.isdir(direct):
@@ -107,8 +111,12 @@ class ContainerCgroup:
     mode: str
     dirs: tuple[tuple[str, str], ...]
 
+    @cached_property
+    def _by_controller(self) -> dict[str, str]:
+        return dict(self.dirs)
+
     def dir(self, controller: str) -> str | None:
-        return dict(self.dirs).get("" if self.mode == V2 else controller)
+        return self._by_controller.get("" if self.mode == V2 else controller)
 
 
 def locate(root: str, mode: str, container_id: str, proc_cgroup: dict[str, str] | None = None,
@@ -128,7 +136,7 @@ def locate(root: str, mode: str, container_id: str, proc_cgroup: dict[str, str] 
         return None
     dirs = []
     for controller in V1_CONTROLLERS:
-        base = _v1_controller_dir(root, controller)
+        base = v1_controller_dir(root, controller)
         if base is None:
             continue
         rel = (proc_cgroup or {}).get(controller)
@@ -169,49 +177,82 @@ def _search(base: str, container_id: str, depth: int = 4) -> str | None:
 
 
 # --- reading the files -------------------------------------------------------------------------
+# A sample re-reads only the files whose numbers move (usage, CPU, pids, OOM counters); the limits
+# (memory.max, cpu.max, ...) are read by `read_limits` when the container is first seen and then
+# every few samples (the Sampler's `limits_every`), as they change only on `docker update`.
+# Files are read with os.open/os.read into bytes and only the needed keys are parsed: per-file
+# Python overhead, not the kernel, is most of what a cgroup read costs.
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
+def read_file(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
 
 
 def _int_file(path: str, default: int | None = None) -> int | None:
     try:
-        return int(_read(path).strip())
+        return int(read_file(path))
     except (OSError, ValueError):
         return default
 
 
-def _keyed(path: str) -> dict[str, int]:
-    """Files of `key value` lines: memory.stat, cpu.stat, memory.events, memory.oom_control."""
-    out = {}
+def keyed_value(data: bytes, key: bytes, default: int = 0) -> int:
+    """The value of `key value` line `key` in a keyed file's bytes (memory.stat, cpu.stat, ...)."""
+    at = data.find(key + b" ")
+    while at > 0 and data[at - 1] != 10:  # not at a line start: e.g. `total_rss` when asking `rss`
+        at = data.find(key + b" ", at + 1)
+    if at < 0:
+        return default
+    end = data.find(b"\n", at)
+    return int(data[at + len(key) + 1:end if end >= 0 else len(data)])
+
+
+def read_or_empty(path: str) -> bytes:
     try:
-        text = _read(path)
+        return read_file(path)
     except OSError:
-        return out
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        try:
-            out[key] = int(value)
-        except ValueError:
-            pass
-    return out
+        return b""
 
 
-def read_stats(cg: ContainerCgroup) -> CgroupStats:
-    """One container's numbers. Raises OSError when the cgroup is gone (container removed)."""
-    return _read_v2(cg.dir("")) if cg.mode == V2 else _read_v1(cg)
+@dataclass(frozen=True)
+class Limits:
+    """What a container is held to; None: no limit ("max" / the v1 "unlimited" value)."""
+    memory_limit_bytes: int | None
+    memory_reservation_bytes: int
+    cpu_limit_cores: float | None
 
 
-def _read_v1(cg: ContainerCgroup) -> CgroupStats:
+def files(cg: ContainerCgroup) -> tuple[str, ...]:
+    """Every file `read_limits` and `read_stats` read for one container (the benchmark's floor)."""
+    if cg.mode == V2:
+        d = cg.dir("")
+        return tuple(f"{d}/{n}" for n in ("memory.current", "memory.stat", "cpu.stat", "pids.current",
+                                          "memory.events", "memory.max", "memory.low", "cpu.max"))
+    mem, cpuacct, cpu, pids = (cg.dir(c) for c in ("memory", "cpuacct", "cpu", "pids"))
+    out = [f"{mem}/memory.usage_in_bytes", f"{mem}/memory.stat", f"{mem}/memory.oom_control",
+           f"{mem}/memory.failcnt", f"{mem}/memory.limit_in_bytes", f"{mem}/memory.soft_limit_in_bytes"]
+    out += [f"{cpuacct}/cpuacct.usage"] if cpuacct else []
+    out += [f"{cpu}/cpu.cfs_quota_us", f"{cpu}/cpu.cfs_period_us"] if cpu else []
+    out += [f"{pids}/pids.current"] if pids else []
+    return tuple(out)
+
+
+def read_limits(cg: ContainerCgroup) -> Limits:
+    return _limits_v2(cg.dir("")) if cg.mode == V2 else _limits_v1(cg)
+
+
+def read_stats(cg: ContainerCgroup, limits: Limits | None = None) -> CgroupStats:
+    """One container's numbers (limits read too unless given). Raises OSError when the cgroup is
+    gone (container removed)."""
+    return _read_v2(cg.dir(""), limits) if cg.mode == V2 else _read_v1(cg, limits)
+
+
+def _limits_v1(cg: ContainerCgroup) -> Limits:
     mem = cg.dir("memory")
-    usage = int(_read(f"{mem}/memory.usage_in_bytes").strip())  # raises if the container is gone
-    stat = _keyed(f"{mem}/memory.stat")
-    inactive = stat.get("total_inactive_file", stat.get("inactive_file", 0))
     limit = _int_file(f"{mem}/memory.limit_in_bytes")
     soft = _int_file(f"{mem}/memory.soft_limit_in_bytes")
-    cpuacct = cg.dir("cpuacct")
-    cpu_ns = _int_file(f"{cpuacct}/cpuacct.usage", 0) if cpuacct else 0
     cpu = cg.dir("cpu")
     cpu_limit = None
     if cpu:
@@ -219,46 +260,97 @@ def _read_v1(cg: ContainerCgroup) -> CgroupStats:
         period = _int_file(f"{cpu}/cpu.cfs_period_us", 0)
         if quota and quota > 0 and period:
             cpu_limit = quota / period
-    pids = cg.dir("pids")
+    return Limits(memory_limit_bytes=limit if limit is not None and limit < V1_UNLIMITED else None,
+                  memory_reservation_bytes=soft if soft is not None and soft < V1_UNLIMITED else 0,
+                  cpu_limit_cores=cpu_limit)
+
+
+def _read_v1(cg: ContainerCgroup, limits: Limits | None) -> CgroupStats:
+    mem = cg.dir("memory")
+    usage = int(read_file(f"{mem}/memory.usage_in_bytes"))  # raises if the container is gone
+    stat = read_or_empty(f"{mem}/memory.stat")
+    inactive = keyed_value(stat, b"total_inactive_file", keyed_value(stat, b"inactive_file"))
+    limits = limits or _limits_v1(cg)
+    cpuacct, pids = cg.dir("cpuacct"), cg.dir("pids")
     return CgroupStats(
-        cpu_seconds=cpu_ns / 1e9,
+        cpu_seconds=(_int_file(f"{cpuacct}/cpuacct.usage", 0) if cpuacct else 0) / 1e9,
         memory_usage_bytes=usage,
         memory_working_set_bytes=max(0, usage - inactive),
-        memory_rss_bytes=stat.get("total_rss", stat.get("rss", 0)),
-        memory_limit_bytes=limit if limit is not None and limit < V1_UNLIMITED else None,
-        memory_reservation_bytes=soft if soft is not None and soft < V1_UNLIMITED else 0,
-        cpu_limit_cores=cpu_limit,
+        memory_rss_bytes=keyed_value(stat, b"total_rss", keyed_value(stat, b"rss")),
+        memory_limit_bytes=limits.memory_limit_bytes,
+        memory_reservation_bytes=limits.memory_reservation_bytes,
+        cpu_limit_cores=limits.cpu_limit_cores,
         pids=_int_file(f"{pids}/pids.current", 0) if pids else 0,
-        oom_kills=_keyed(f"{mem}/memory.oom_control").get("oom_kill", 0),
+        oom_kills=keyed_value(read_or_empty(f"{mem}/memory.oom_control"), b"oom_kill"),
+        own_limit_hits=_int_file(f"{mem}/memory.failcnt", 0) or 0,
     )
 
 
 def _max_or_none(path: str) -> int | None:
     try:
-        text = _read(path).strip()
+        text = read_file(path).strip()
     except OSError:
         return None
-    return None if text == "max" else int(text)
+    return None if text == b"max" else int(text)
 
 
-def _read_v2(d: str) -> CgroupStats:
-    usage = int(_read(f"{d}/memory.current").strip())  # raises if the container is gone
-    stat = _keyed(f"{d}/memory.stat")
+def _limits_v2(d: str) -> Limits:
     cpu_limit = None
     try:
-        quota, _, period = _read(f"{d}/cpu.max").strip().partition(" ")
-        if quota != "max" and int(period or 0) > 0:
+        quota, _, period = read_file(f"{d}/cpu.max").strip().partition(b" ")
+        if quota != b"max" and int(period or 0) > 0:
             cpu_limit = int(quota) / int(period)
     except (OSError, ValueError):
         pass
+    return Limits(memory_limit_bytes=_max_or_none(f"{d}/memory.max"),
+                  memory_reservation_bytes=_max_or_none(f"{d}/memory.low") or 0,
+                  cpu_limit_cores=cpu_limit)
+
+
+def _read_v2(d: str, limits: Limits | None) -> CgroupStats:
+    usage = int(read_file(f"{d}/memory.current"))  # raises if the container is gone
+    stat = read_or_empty(f"{d}/memory.stat")
+    events = read_or_empty(f"{d}/memory.events")
+    limits = limits or _limits_v2(d)
     return CgroupStats(
-        cpu_seconds=_keyed(f"{d}/cpu.stat").get("usage_usec", 0) / 1e6,
+        cpu_seconds=keyed_value(read_or_empty(f"{d}/cpu.stat"), b"usage_usec") / 1e6,
         memory_usage_bytes=usage,
-        memory_working_set_bytes=max(0, usage - stat.get("inactive_file", 0)),
-        memory_rss_bytes=stat.get("anon", 0),
-        memory_limit_bytes=_max_or_none(f"{d}/memory.max"),
-        memory_reservation_bytes=_max_or_none(f"{d}/memory.low") or 0,
-        cpu_limit_cores=cpu_limit,
+        memory_working_set_bytes=max(0, usage - keyed_value(stat, b"inactive_file")),
+        memory_rss_bytes=keyed_value(stat, b"anon"),
+        memory_limit_bytes=limits.memory_limit_bytes,
+        memory_reservation_bytes=limits.memory_reservation_bytes,
+        cpu_limit_cores=limits.cpu_limit_cores,
         pids=_int_file(f"{d}/pids.current", 0) or 0,
-        oom_kills=_keyed(f"{d}/memory.events").get("oom_kill", 0),
+        oom_kills=keyed_value(events, b"oom_kill"),
+        own_limit_hits=keyed_value(events, b"oom"),
     )
+
+
+def ancestor_memory_limit(cg: ContainerCgroup, root: str) -> int | None:
+    """The tightest memory limit above the container (its slice, the users' slice...), None if
+    only the host's memory bounds it. Read only when an OOM kill needs explaining."""
+    d = cg.dir("" if cg.mode == V2 else "memory")
+    tightest = None
+    root = os.path.normpath(root)
+    d = os.path.dirname(os.path.normpath(d))
+    while d.startswith(root) and len(d) > len(root):
+        if cg.mode == V2:
+            limit = _max_or_none(f"{d}/memory.max")
+        else:
+            limit = _int_file(f"{d}/memory.limit_in_bytes")
+            limit = limit if limit is not None and limit < V1_UNLIMITED else None
+        if limit is not None and (tightest is None or limit < tightest):
+            tightest = limit
+        d = os.path.dirname(d)
+    return tightest
+
+
+def reached_own_limit(cg: ContainerCgroup) -> bool:
+    """v1: the container's usage high watermark reached its own limit (some time in its life).
+    v2 needs no such guess (memory.events `oom`)."""
+    if cg.mode == V2:
+        return False
+    mem = cg.dir("memory")
+    limit = _int_file(f"{mem}/memory.limit_in_bytes")
+    peak = _int_file(f"{mem}/memory.max_usage_in_bytes")
+    return limit is not None and limit < V1_UNLIMITED and peak is not None and peak >= limit - 4096

@@ -12,6 +12,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from .snapshot import Snapshot
 
 
+PSS_HELP = {
+    "proc": "Proportional set size of the user's processes outside containers.",
+    "user_slices": "Memory of the user's processes outside containers: their systemd user slice's charged memory minus inactive file cache (this host has systemd; not PSS).",
+}
+
+
 def _gauge(name: str, doc: str, labels=(), unit: str = "") -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=list(labels), unit=unit) if labels else \
         GaugeMetricFamily(name, doc, unit=unit)
@@ -36,6 +42,7 @@ def families(snap: Snapshot) -> list[Metric]:
         (_gauge("jupyterhub_user_cpu_limit_cores", "CPU limit of the user's containers in cores (0: none).", U), "cpu_limit_cores"),
         (_gauge("jupyterhub_user_cpu_guarantee_cores", "CPU cores guaranteed to the user's containers.", U), "cpu_guarantee_cores"),
     ]
+    user_families.append((_counter("jupyterhub_user_oom_kills", "Processes of the user's containers killed by the OOM killer, kept across container restarts.", U), "oom_kills_total"))
     container_users = [u for u in snap.users if u.containers]
     for family, attr in user_families:
         for u in container_users:
@@ -44,7 +51,7 @@ def families(snap: Snapshot) -> list[Metric]:
 
     # --- per user: processes outside containers ---
     proc_cpu = _counter("jupyterhub_user_process_cpu_seconds", "CPU time of the user's processes outside containers (e.g. SSH sessions).", U)
-    proc_pss = _gauge("jupyterhub_user_process_memory_pss_bytes", "Proportional set size of the user's processes outside containers.", U)
+    proc_pss = _gauge("jupyterhub_user_process_memory_pss_bytes", PSS_HELP[snap.health.process_source], U)
     for u in snap.users:
         if u.process_count:
             proc_cpu.add_metric([u.name], u.process_cpu_seconds_total)

@@ -131,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pss-every", type=int, default=6, metavar="N",
                    help="re-read the PSS of users' processes outside containers every N samples, staggered "
                         "(default 6: every 30 s at the default interval); CPU is read every sample")
+    p.add_argument("--user-processes", choices=["auto", "slices", "proc"], default="auto",
+                   help="where users' processes outside containers are read: their systemd user slices "
+                        "(a few files per user), /proc (every process), or auto (default): slices where "
+                        "systemd runs the host")
+    p.add_argument("--run-root", default="/run", help="where systemd's runtime marker systemd/system is (default /run)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -141,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pss_every < 1:
         build_parser().error(f"--pss-every {args.pss_every}: expected a whole number >= 1")
     config = SamplerConfig(cgroup_root=args.cgroup_root, proc_root=args.proc_root, min_uid=args.min_uid,
-                           pss_every=args.pss_every)
+                           pss_every=args.pss_every, user_processes=args.user_processes,
+                           run_root=args.run_root)
     if args.once:
         from .containers import ContainerDirectory
         sampler = Sampler(config, directory=ContainerDirectory(watch_events=False))

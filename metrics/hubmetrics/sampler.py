@@ -1,11 +1,15 @@
 """One sample: read every source once and fold the readings into an immutable Snapshot.
 
-The folding (`build_users`, `attribute_gpus`, `free_gpus`) is pure; `Sampler` is the thin shell
-that owns what must live between samples (the Docker cache, the NVML session, where each
-container's cgroup is, the counters' state).
+The folding (`build_users`, `attribute_gpus`, `free_gpus`, `ooms.detect`) is pure; `Sampler` is
+the thin shell that owns what must live between samples (the Docker cache, the NVML session, where
+each container's cgroup is and its limits, the process table, the counters' and OOM marks).
+
+Users' processes outside containers come from their systemd slices where systemd runs the host
+(`slices`: a few files per logged-in user) and from a scan of /proc elsewhere (`procs`).
 """
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import time
@@ -14,12 +18,15 @@ from typing import Callable, Iterable
 
 import psutil
 
-from . import cgroups, procs
+from . import cgroups, ooms, procs, slices
 from .containers import ContainerDirectory
 from .counters import CounterState, advance
 from .nvml import Nvml, NvmlReading
-from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, Host, Snapshot,
-                       UserGpu, UserSample)
+from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, Host, OomEvent,
+                       Snapshot, UserGpu, UserSample)
+
+log = logging.getLogger(__name__)
+USER_PROCESSES = ("auto", "slices", "proc")
 
 SOURCES = ("cgroups", "docker", "nvml")
 # NVML reporting these means "no NVIDIA driver here": a state to show, not an error to count.
@@ -32,6 +39,13 @@ class SamplerConfig:
     proc_root: str = "/proc"
     min_uid: int = 1000
     pss_every: int = 1   # re-read each outside process's PSS every N samples (its costliest read)
+    run_root: str = "/run"   # where systemd's marker (systemd/system) is looked for
+    user_processes: str = "auto"   # "slices" (systemd user slices), "proc", or "auto": slices on systemd
+    limits_every: int = 12   # re-read a container's limits every N samples (they change on docker update)
+
+    def __post_init__(self):
+        if self.user_processes not in USER_PROCESSES:
+            raise ValueError(f"user_processes {self.user_processes!r}: allowed: {', '.join(USER_PROCESSES)}")
 
 
 def free_gpus(devices: Iterable[GpuDevice], containers: Iterable[ContainerInfo]) -> int:
@@ -69,10 +83,12 @@ def attribute_gpus(devices: Iterable[GpuDevice], processes: Iterable[GpuProcess]
 
 
 def build_users(containers: Iterable[ContainerSample], container_cpu: dict[str, float],
-                process_samples: Iterable[tuple[str, procs.ProcessSample]], process_cpu: dict[str, float],
-                user_gpus: Iterable[UserGpu]) -> tuple[UserSample, ...]:
+                outside: Iterable[tuple[str, int, int]], process_cpu: dict[str, float],
+                user_gpus: Iterable[UserGpu], oom_kills: dict[str, float] | None = None,
+                oom_events: dict[str, tuple[OomEvent, ...]] | None = None) -> tuple[UserSample, ...]:
     """Per-user totals. Container numbers (what the user's server uses, held against its limits)
-    and processes outside containers (SSH sessions) are kept apart."""
+    and processes outside containers (SSH sessions) are kept apart. `outside` holds
+    (user, memory bytes, processes) per process (/proc) or per user slice (systemd)."""
     users: dict[str, UserSample] = {}
 
     def get(name: str) -> UserSample:
@@ -93,12 +109,14 @@ def build_users(containers: Iterable[ContainerSample], container_cpu: dict[str, 
             cpu_guarantee_cores=u.cpu_guarantee_cores + i.cpu_guarantee_cores,
             gpus=tuple(sorted(set(u.gpus) | set(i.gpus))),
             containers=u.containers + (i.name,),
+            oom_kills_total=int((oom_kills or {}).get(u.name, 0)),
+            oom_events=(oom_events or {}).get(u.name, ()),
         )
-    for name, p in process_samples:
+    for name, memory, count in outside:
         u = get(name)
         users[name] = replace(u, process_cpu_seconds_total=process_cpu.get(name, 0.0),
-                              process_memory_pss_bytes=u.process_memory_pss_bytes + p.pss_bytes,
-                              process_count=u.process_count + 1)
+                              process_memory_pss_bytes=u.process_memory_pss_bytes + memory,
+                              process_count=u.process_count + count)
     for g in user_gpus:
         u = get(g.user)
         users[g.user] = replace(u, gpu_memory_used_bytes=u.gpu_memory_used_bytes + g.memory_used_bytes,
@@ -128,27 +146,55 @@ class Sampler:
         self._clock = clock
         self._mode = cgroups.detect_mode(config.cgroup_root)
         self._where: dict[str, cgroups.ContainerCgroup] = {}
+        self._limits: dict[str, tuple[cgroups.Limits, int]] = {}   # id -> (limits, sample read)
         self._container_counters = CounterState()
         self._process_counters = CounterState()
+        self._oom_counters = CounterState()
+        self._oom_marks: dict[str, ooms.OomMark] = {}
+        self._recent_ooms: dict[str, tuple[OomEvent, ...]] = {}
         self._errors = {source: 0 for source in SOURCES}
         self._names: dict[int, str] = {}
-        self._process_memo: dict[tuple[int, int], int] = {}
         self._sample_no = 0
+        self._host_memory = 0
+        self._slices = self._slice_layout()
+        if self._slices is None:
+            procs.raise_fd_limit()  # the process table holds a /proc/<pid>/stat per user process
+        self._table = procs.ProcessTable(config.proc_root, config.min_uid, config.pss_every)
+
+    def _slice_layout(self) -> slices.SliceLayout | None:
+        cfg = self.config
+        if cfg.user_processes == "proc":
+            return None
+        if cfg.user_processes == "auto" and not slices.is_systemd_host(cfg.cgroup_root, self._mode, cfg.run_root):
+            return None
+        found = slices.layout(cfg.cgroup_root, self._mode)
+        if found is None:
+            log.warning("user_processes %s: %s has no user.slice with CPU and memory accounting; reading "
+                        "users' processes from %s", cfg.user_processes, cfg.cgroup_root, cfg.proc_root)
+        return found
+
+    @property
+    def process_source(self) -> str:
+        return "user_slices" if self._slices is not None else "proc"
 
     def sample(self) -> Snapshot:
         started = time.perf_counter()
         cfg = self.config
         known = self.directory.current()
+        mem = procs.meminfo(cfg.proc_root)
+        self._host_memory = mem.get("MemTotal", 0)
         containers, cgroups_ok = self._read_containers(known)
         self._container_counters, container_cpu = advance(
             self._container_counters, {c.info.id: (c.info.user, c.stats.cpu_seconds) for c in containers})
+        self._oom_marks, events = ooms.detect(self._oom_marks, containers, self._clock(), self._shared_limit,
+                                              first=self._sample_no == 0, reached_own_limit=self._reached_own_limit)
+        self._recent_ooms = ooms.keep_recent(self._recent_ooms, events)
+        self._oom_counters, oom_kills = advance(
+            self._oom_counters, {c.info.id: (c.info.user, c.stats.oom_kills) for c in containers})
 
-        outside = [(_username(p.uid, self._names), p)
-                   for p in procs.user_processes(cfg.proc_root, cfg.min_uid, memo=self._process_memo,
-                                                 sample_no=self._sample_no, pss_every=cfg.pss_every)]
+        outside, observed = self._outside_processes()
         self._sample_no += 1
-        self._process_counters, process_cpu = advance(
-            self._process_counters, {(p.pid, p.start_time): (name, p.cpu_seconds) for name, p in outside})
+        self._process_counters, process_cpu = advance(self._process_counters, observed)
 
         gpu = self.nvml.read()
         if not gpu.up and not any(s in gpu.error for s in NVML_ABSENT):
@@ -160,7 +206,6 @@ class Sampler:
         if not cgroups_ok:
             self._errors["cgroups"] += 1
 
-        mem = procs.meminfo(cfg.proc_root)
         host = Host(cpus=psutil.cpu_count() or os.cpu_count() or 0,
                     memory_total_bytes=mem.get("MemTotal", 0),
                     memory_available_bytes=mem.get("MemAvailable", mem.get("MemFree", 0)),
@@ -171,10 +216,34 @@ class Sampler:
             source_up=(("cgroups", cgroups_ok), ("docker", self.directory.up), ("nvml", gpu.up)),
             errors_total=tuple(sorted(self._errors.items())),
             cgroup_mode=self._mode,
+            process_source=self.process_source,
         )
         return Snapshot(time=self._clock(), host=host, containers=tuple(containers),
-                        users=build_users(containers, container_cpu, outside, process_cpu, user_gpus),
+                        users=build_users(containers, container_cpu, outside, process_cpu, user_gpus,
+                                          oom_kills, self._recent_ooms),
                         gpus=gpu.devices, user_gpus=user_gpus, health=health)
+
+    def _outside_processes(self) -> tuple[list[tuple[str, int, int]], dict]:
+        """Users' processes outside containers: (user, memory, count) rows and the CPU counters'
+        observations, from the user slices on systemd hosts, else from /proc."""
+        if self._slices is not None:
+            found = slices.user_slices(self._slices, self.config.min_uid)
+            named = [(_username(s.uid, self._names), s) for s in found]
+            return ([(name, s.memory_bytes, max(1, s.tasks)) for name, s in named],
+                    {("slice", s.uid, s.ident): (name, s.cpu_seconds) for name, s in named})
+        named = [(_username(p.uid, self._names), p) for p in self._table.scan()]
+        return ([(name, p.pss_bytes, 1) for name, p in named],
+                {(p.pid, p.start_time): (name, p.cpu_seconds) for name, p in named})
+
+    def _shared_limit(self, c: ContainerSample) -> int:
+        """The limit above a container: its slices' tightest, else the host's memory."""
+        where = self._where.get(c.info.id)
+        limit = cgroups.ancestor_memory_limit(where, self.config.cgroup_root) if where else None
+        return limit if limit is not None else self._host_memory
+
+    def _reached_own_limit(self, c: ContainerSample) -> bool:
+        where = self._where.get(c.info.id)
+        return cgroups.reached_own_limit(where) if where else False
 
     def _read_containers(self, known: dict[str, ContainerInfo]) -> tuple[list[ContainerSample], bool]:
         """Read each container's cgroup; a vanished one makes Docker be asked again."""
@@ -182,6 +251,8 @@ class Sampler:
         for cid in list(self._where):
             if cid not in known:
                 del self._where[cid]
+                self._limits.pop(cid, None)
+        n, every = self._sample_no, self.config.limits_every
         for cid, info in sorted(known.items(), key=lambda kv: kv[1].name):
             where = self._where.get(cid)
             if where is None:
@@ -194,9 +265,13 @@ class Sampler:
                     continue
                 self._where[cid] = where
             try:
-                samples.append(ContainerSample(info=info, stats=cgroups.read_stats(where)))
+                limits = self._limits.get(cid)
+                if limits is None or n - limits[1] >= every:
+                    limits = self._limits[cid] = (cgroups.read_limits(where), n)
+                samples.append(ContainerSample(info=info, stats=cgroups.read_stats(where, limits[0])))
             except (OSError, ValueError):
                 del self._where[cid]
+                self._limits.pop(cid, None)
                 self.directory.invalidate(cid)  # removed since Docker last told us: not an error
         return samples, ok
 
@@ -221,5 +296,6 @@ class Sampler:
         return owners
 
     def close(self) -> None:
+        self._table.close()
         self.directory.close()
         self.nvml.close()

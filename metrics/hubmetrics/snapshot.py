@@ -39,12 +39,26 @@ class CgroupStats:
     cpu_limit_cores: float | None
     pids: int
     oom_kills: int
+    # times the container's own memory limit was hit: v2 memory.events `oom` (an OOM at this
+    # limit), v1 memory.failcnt (a charge failed at this limit, with or without an OOM after it)
+    own_limit_hits: int = 0
 
 
 @dataclass(frozen=True)
 class ContainerSample:
     info: ContainerInfo
     stats: CgroupStats
+
+
+@dataclass(frozen=True)
+class OomEvent:
+    """A process of the user killed by the OOM killer, and at which limit (see hubmetrics.ooms)."""
+    time: float          # Unix time of the sample that saw the kill (within one interval of it)
+    user: str
+    container: str
+    limit: str           # "container" or "users' slice or host"
+    limit_bytes: int     # that limit (the host's memory when no slice limit applies)
+    kills: int = 1
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,8 @@ class UserSample:
     process_cpu_seconds_total: float = 0.0
     process_memory_pss_bytes: int = 0
     process_count: int = 0
+    oom_kills_total: int = 0
+    oom_events: tuple[OomEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,7 @@ class Health:
     source_up: tuple[tuple[str, bool], ...] = ()
     errors_total: tuple[tuple[str, int], ...] = ()
     cgroup_mode: str = ""
+    process_source: str = "proc"   # where process_* come from: "proc" or "user_slices" (systemd)
 
     def up(self, source: str) -> bool:
         return dict(self.source_up).get(source, False)
@@ -146,6 +163,7 @@ class Snapshot:
                 for g in self.gpus
             ],
             "stale": {source: not up for source, up in self.health.source_up},
+            "process_source": self.health.process_source,
         }
 
 
@@ -163,4 +181,7 @@ def _user_json(u: UserSample) -> dict:
         "containers": list(u.containers),
         "process_cpu_seconds_total": u.process_cpu_seconds_total,
         "process_memory_pss_bytes": u.process_memory_pss_bytes,
+        "oom_kills_total": u.oom_kills_total,
+        "oom_events": [{"time": e.time, "container": e.container, "limit": e.limit,
+                        "limit_bytes": e.limit_bytes} for e in u.oom_events],
     }

@@ -6,6 +6,8 @@ about visibility itself: a normal user gets only their own entry (chosen by the
 name the hub authenticated, never by a request parameter), admins get the table.
 """
 
+import time
+
 USAGE_KEYS = (
     "cpu_seconds_total",
     "cpu_limit_cores",
@@ -16,6 +18,7 @@ USAGE_KEYS = (
     "gpu_memory_used_bytes",
     "gpus",
     "containers",
+    "oom_kills_total",
 )
 
 HOST_KEYS = (
@@ -45,7 +48,35 @@ def usage_view(snapshot, history, user):
         return None
     view = {key: use.get(key) for key in USAGE_KEYS}
     view["cpu_cores"] = history.latest_cpu_cores(user)
+    view["oom_events"] = [oom_notice(e) for e in use.get("oom_events", ())]
     return view
+
+
+def size_text(n):
+    """Bytes as people read a limit: 2 GiB, 512 MiB, 1.5 GiB."""
+    value, unit = float(n or 0), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+
+
+def oom_notice(event, localtime=time.localtime):
+    """One OOM kill as the user is told it (the exporter's event, plus a sentence)."""
+    at = time.strftime("%H:%M", localtime(float(event.get("time", 0))))
+    limit = size_text(event.get("limit_bytes"))
+    if event.get("limit") == "container":
+        why = f"your server reached its {limit} memory limit"
+    else:
+        why = f"the memory shared by everyone's servers on this machine ({limit}) ran out"
+    return {
+        "time": event.get("time"),
+        "container": event.get("container"),
+        "limit": event.get("limit"),
+        "limit_bytes": event.get("limit_bytes"),
+        "message": f"A process of yours was killed at {at} because {why}.",
+    }
 
 
 def _status(snapshot, error):

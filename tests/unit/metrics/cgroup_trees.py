@@ -24,6 +24,7 @@ class Numbers:
     pids: int = 23
     oom_kills: int = 2
     procs: tuple[int, ...] = (4242, 4250)
+    own_limit_hits: int = 2   # v2 memory.events `oom`, v1 memory.failcnt
 
 
 def _write(path: Path, text: str) -> None:
@@ -81,7 +82,7 @@ def v2_container(root: Path, rel_dir: str, n: Numbers = Numbers()) -> Path:
            "pgsteal_kswapd 0\npgsteal_direct 0\npgfault 391820\npgmajfault 12\npgrefill 0\n"
            "pgactivate 0\npgdeactivate 0\npglazyfree 0\npglazyfreed 0\nthp_fault_alloc 0\n"
            "thp_collapse_alloc 0\n")
-    _write(d / "memory.events", f"low 0\nhigh 0\nmax 57\noom {n.oom_kills}\noom_kill {n.oom_kills}\n"
+    _write(d / "memory.events", f"low 0\nhigh 0\nmax 57\noom {n.own_limit_hits}\noom_kill {n.oom_kills}\n"
                                 "oom_group_kill 0\n")
     _write(d / "pids.current", f"{n.pids}\n")
     _write(d / "pids.max", "max\n")
@@ -133,6 +134,7 @@ def v1_container(root: Path, rel_dir: str, n: Numbers = Numbers(), oom_kill_line
     _write(m / "memory.stat", stat)
     oom = f"oom_kill_disable 0\nunder_oom 0\n" + (f"oom_kill {n.oom_kills}\n" if oom_kill_line else "")
     _write(m / "memory.oom_control", oom)
+    _write(m / "memory.failcnt", f"{n.own_limit_hits}\n")
     _write(root / "pids" / rel_dir / "pids.current", f"{n.pids}\n")
     _write(root / "pids" / rel_dir / "pids.max", "max\n")
 
@@ -147,3 +149,25 @@ def proc_cgroup_v1(rel_dir: str, comounted: bool = False) -> str:
 
 def proc_cgroup_v2(rel_dir: str) -> str:
     return f"0::/{rel_dir}\n"
+
+
+def v2_user_slice(root: Path, uid: int, n: Numbers, sessions: int = 2) -> Path:
+    """systemd's `user.slice/user-<uid>.slice` with its session scopes and user@<uid>.service:
+    the slice carries the totals of everything below it, as the kernel keeps them."""
+    for name in ("memory.current", "cpu.stat", "pids.current", "memory.max"):
+        if not (root / "user.slice" / name).exists():
+            _write(root / "user.slice" / name, "0\n" if name != "memory.max" else "max\n")
+    d = v2_container(root, f"user.slice/user-{uid}.slice", n)
+    for i in range(sessions):
+        _write(d / f"session-{uid}{i}.scope" / "cgroup.procs", "".join(f"{p}\n" for p in n.procs))
+    _write(d / f"user@{uid}.service" / "cgroup.procs", "")
+    return d
+
+
+def v1_user_slice(root: Path, uid: int, n: Numbers) -> None:
+    """The same on a v1 systemd host with CPU, memory and tasks accounting on (the defaults)."""
+    for c in ("cpuacct", "memory", "pids"):
+        _write(root / c / "user.slice" / "cgroup.procs", "")
+    v1_container(root, f"user.slice/user-{uid}.slice", n)
+    _write(root / "systemd" / "user.slice" / f"user-{uid}.slice" / f"session-{uid}.scope" / "cgroup.procs",
+           "".join(f"{p}\n" for p in n.procs))

@@ -27,7 +27,7 @@ def gpu_snapshot() -> Snapshot:
                   gpus_total=2, gpus_free=1, nvml_available=True),
         containers=(ContainerSample(info, stats),),
         users=(UserSample(name="alice", cpu_seconds_total=12.5, memory_working_set_bytes=80, containers=("jupyter-alice",),
-                          gpus=("0",), gpu_memory_used_bytes=2 ** 30),
+                          gpus=("0",), gpu_memory_used_bytes=2 ** 30, oom_kills_total=3),
                UserSample(name="carol", process_cpu_seconds_total=3.0, process_memory_pss_bytes=5000, process_count=2)),
         gpus=(GpuDevice(0, "GPU-a", "A100", 80 * 2 ** 30, 2 ** 30, 0.5), GpuDevice(1, "GPU-b", "A100", 80 * 2 ** 30, 0, 0.0)),
         user_gpus=(UserGpu("alice", "0", 2 ** 30, 0.5),),
@@ -60,7 +60,7 @@ def test_every_promised_series_is_there():
         "jupyterhub_user_process_memory_pss_bytes", "jupyterhub_container_cpu_seconds_total",
         "jupyterhub_container_memory_working_set_bytes", "jupyterhub_container_memory_rss_bytes",
         "jupyterhub_container_memory_reservation_bytes", "jupyterhub_container_pids",
-        "jupyterhub_container_oom_kills_total", "jupyterhub_host_cpus", "jupyterhub_host_memory_total_bytes",
+        "jupyterhub_container_oom_kills_total", "jupyterhub_user_oom_kills_total", "jupyterhub_host_cpus", "jupyterhub_host_memory_total_bytes",
         "jupyterhub_host_memory_available_bytes", "jupyterhub_host_gpus", "jupyterhub_host_gpus_free",
         "jupyterhub_gpu_utilization_ratio", "jupyterhub_gpu_memory_used_bytes", "jupyterhub_gpu_memory_total_bytes",
         "hubmetrics_sample_duration_seconds", "hubmetrics_sample_errors_total", "hubmetrics_source_up",
@@ -69,6 +69,7 @@ def test_every_promised_series_is_there():
         assert name in names, name
     assert got[("jupyterhub_user_cpu_seconds_total", (("user", "alice"),))] == 12.5
     assert got[("jupyterhub_container_oom_kills_total", (("container", "jupyter-alice"), ("user", "alice")))] == 1
+    assert got[("jupyterhub_user_oom_kills_total", (("user", "alice"),))] == 3
     assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "0"), ("user", "alice")))] == 0.5
     assert got[("jupyterhub_user_process_cpu_seconds_total", (("user", "carol"),))] == 3.0
     assert ("jupyterhub_user_cpu_seconds_total", (("user", "carol"),)) not in got  # carol has no container

@@ -103,35 +103,101 @@ def test_nobody_is_not_a_user(tmp_path, busy_child):
         psutil.PROCFS_PATH = "/proc"
 
 
-def test_pss_is_re_read_every_n_samples_staggered_by_pid():
-    grower = subprocess.Popen([sys.executable, "-c",
-                               "import sys\nx=[]\nfor line in sys.stdin:\n x.append(bytearray(40*2**20))\n print('ok', flush=True)\n"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+GROWER = ("import sys, time\nx=[]\nprint('ok', flush=True)\nfor line in sys.stdin:\n x.append(bytearray(40*2**20))\n"
+          " t=time.process_time()\n while time.process_time()-t<0.1: pass\n print('ok', flush=True)\n")
+
+
+def test_pss_of_a_running_process_is_re_read_every_n_samples_staggered_by_pid():
+    grower = subprocess.Popen([sys.executable, "-c", GROWER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    table = procs.ProcessTable("/proc", min_uid=0, pss_every=2)
     try:
-        memo = {}
-        skip = (1 - grower.pid) % 2 or 2   # a sample_no for which (sample_no + pid) % 2 != 0
-        read = skip + 1                    # and the next one, for which it is 0
-        first = procs.user_processes("/proc", min_uid=0, pids=[grower.pid], memo=memo, sample_no=0, pss_every=2)[0]
+        assert grower.stdout.readline() == "ok\n"
+        table.sample_no = grower.pid % 2  # (sample_no + pid) % 2: 0 (first read), 1 (skip), 0 (its turn)
+        first = table.scan([grower.pid])[0]
         grower.stdin.write("grow\n")
         grower.stdin.flush()
         assert grower.stdout.readline() == "ok\n"
-        kept = procs.user_processes("/proc", min_uid=0, pids=[grower.pid], memo=memo, sample_no=skip, pss_every=2)[0]
-        fresh = procs.user_processes("/proc", min_uid=0, pids=[grower.pid], memo=memo, sample_no=read, pss_every=2)[0]
+        kept = table.scan([grower.pid])[0]      # used CPU, but not its turn
+        fresh = table.scan([grower.pid])[0]     # its turn
         assert kept.pss_bytes == first.pss_bytes
         assert fresh.pss_bytes >= first.pss_bytes + 40 * 2 ** 20
-        assert fresh.cpu_seconds >= kept.cpu_seconds
+        assert fresh.cpu_seconds > first.cpu_seconds
     finally:
+        table.close()
         grower.kill()
         grower.wait()
 
 
-def test_memo_forgets_exited_processes(busy_child):
+def test_an_idle_process_pss_is_re_read_only_every_idle_period(busy_child, monkeypatch):
+    """busy_child sleeps now: no CPU, so no reason to walk its page tables every pss_every."""
+    reads = []
+    real = procs._pss
+    monkeypatch.setattr(procs, "_pss", lambda base, pid: reads.append(pid) or real(base, pid))
+    table = procs.ProcessTable("/proc", min_uid=0, pss_every=2)
+    try:
+        for _ in range(2 * procs.PSS_IDLE_FACTOR + 1):
+            assert [p.pid for p in table.scan([busy_child.pid])] == [busy_child.pid]
+        assert len(reads) == 2  # the first sample, and once the idle period ran out
+    finally:
+        table.close()
+
+
+def test_a_table_forgets_exited_processes_and_closes_their_files(busy_child):
     victim = subprocess.Popen(["sleep", "60"])
-    memo = {}
-    procs.user_processes("/proc", min_uid=0, memo=memo)
-    assert victim.pid in {pid for pid, _ in memo}
-    victim.kill()
-    victim.wait()
-    procs.user_processes("/proc", min_uid=0, memo=memo)
-    assert victim.pid not in {pid for pid, _ in memo}
-    assert busy_child.pid in {pid for pid, _ in memo}
+    table = procs.ProcessTable("/proc", min_uid=0)
+    try:
+        table.scan()
+        fd = table.known[victim.pid].fd
+        assert fd >= 0 and busy_child.pid in table.known
+        victim.kill()
+        victim.wait()
+        assert victim.pid not in {p.pid for p in table.scan()}
+        assert victim.pid not in table.known and busy_child.pid in table.known
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+    finally:
+        table.close()
+
+
+def test_a_held_stat_file_is_the_process_not_the_pid(busy_child):
+    """The fd refers to the process it was opened for: once that one is gone, reading it fails
+    (so a reused pid never reads as the old process's numbers)."""
+    victim = subprocess.Popen(["sleep", "60"])
+    table = procs.ProcessTable("/proc", min_uid=0, verify_every=1000)
+    try:
+        table.scan([victim.pid])
+        victim.kill()
+        victim.wait()
+        assert table.scan([victim.pid]) == []
+        assert victim.pid not in table.known
+    finally:
+        table.close()
+
+
+def test_out_of_descriptors_reads_by_path_and_checks_the_start_time(busy_child):
+    table = procs.ProcessTable("/proc", min_uid=0, verify_every=1000)
+    try:
+        table.scan([busy_child.pid])
+        k = table.known[busy_child.pid]
+        os.close(k.fd)
+        k.fd = -2  # as if os.open had failed with EMFILE
+        assert [p.pid for p in table.scan([busy_child.pid])] == [busy_child.pid]
+        k.start += 1  # what a reused pid looks like: another start time
+        assert table.scan([busy_child.pid]) == []
+        assert busy_child.pid not in table.known
+    finally:
+        table.close()
+
+
+def test_system_processes_are_classified_once_and_re_verified(tmp_path, busy_child, monkeypatch):
+    stats = []
+    real = os.stat
+    monkeypatch.setattr(procs.os, "stat", lambda path, *a, **kw: stats.append(path) or real(path, *a, **kw))
+    table = procs.ProcessTable("/proc", min_uid=1 << 30, verify_every=3)
+    table.sample_no = (1 - busy_child.pid) % 3   # (sample_no + pid) % 3 == 1 in the first sample
+    try:
+        for _ in range(6):
+            assert table.scan([busy_child.pid]) == []   # "root's": below min_uid
+        assert len(stats) == 3   # classified in the first sample, re-verified in the 3rd and 6th
+    finally:
+        table.close()

@@ -60,3 +60,40 @@ def test_unknown_snapshot_keys_are_not_passed_through():
     snap = snapshot(1.0, {"alice": {**use(), "secret_extra": "x"}}, secret_host_extra="y")
     text = json.dumps(views.me_view(snap, History(2), "alice"))
     assert "secret" not in text
+
+
+def oom_snapshot():
+    events = [{"time": 1700000000.0, "container": "jupyter-alice", "limit": "container", "limit_bytes": 2 << 30},
+              {"time": 1700000300.0, "container": "jupyter-alice", "limit": "users' slice or host",
+               "limit_bytes": 24 << 30}]
+    return snapshot(10.0, {
+        "alice": {**use(name="alice"), "oom_kills_total": 2, "oom_events": events},
+        "bob": {**use(name="bob"), "oom_kills_total": 5,
+                "oom_events": [{"time": 1.0, "container": "jupyter-bob", "limit": "container", "limit_bytes": 1}]},
+    })
+
+
+def test_a_user_is_told_of_their_own_oom_kills_and_the_limit(monkeypatch):
+    import time
+    monkeypatch.setattr(time, "localtime", time.gmtime)   # 1700000000 is 22:13 UTC
+    me = views.me_view(oom_snapshot(), History(2), "alice")
+    assert me["usage"]["oom_kills_total"] == 2
+    messages = [e["message"] for e in me["usage"]["oom_events"]]
+    assert messages == [
+        "A process of yours was killed at 22:13 because your server reached its 2 GiB memory limit.",
+        "A process of yours was killed at 22:18 because the memory shared by everyone's servers on this "
+        "machine (24 GiB) ran out.",
+    ]
+    assert "jupyter-bob" not in json.dumps(me)   # bob's kills are not alice's to see
+
+
+def test_admins_see_every_users_oom_kills():
+    table = views.admin_view(oom_snapshot(), History(2))
+    assert table["users"]["bob"]["oom_kills_total"] == 5
+    assert table["users"]["bob"]["oom_events"][0]["container"] == "jupyter-bob"
+
+
+def test_sizes_read_as_people_write_limits():
+    assert views.size_text(2 << 30) == "2 GiB"
+    assert views.size_text(1536 << 20) == "1.5 GiB"
+    assert views.size_text(64 << 20) == "64 MiB"

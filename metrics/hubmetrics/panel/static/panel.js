@@ -95,8 +95,21 @@
     meter("mem-meter", u.memory_working_set_bytes, u.memory_limit_bytes);
     setText("gpu-use", bytes(u.gpu_memory_used_bytes));
     setText("gpu-ids", u.gpus && u.gpus.length ? "GPUs: " + u.gpus.join(", ") : "no GPU");
+    showOoms(u.oom_events || []);
     chart("chart-cpu", data.history, "cpu_cores", u.cpu_limit_cores);
     chart("chart-mem", data.history, "memory_working_set_bytes", u.memory_limit_bytes);
+  }
+
+  function showOoms(events) {
+    var list = $("oom-events");
+    if (!list) { return; }
+    while (list.firstChild) { list.removeChild(list.firstChild); }
+    events.slice().reverse().forEach(function (e) {
+      var li = document.createElement("li");
+      li.textContent = e.message;
+      list.appendChild(li);
+    });
+    $("oom-box").hidden = events.length === 0;
   }
 
   function showUsers(data) {
