@@ -1,0 +1,95 @@
+"""CPU guarantees under contention: one guaranteed busy server beside N busy best-effort ones.
+
+For N = 1, 3 and 7 best-effort servers (limit 2 cores each, 2 busy threads each) beside one
+server guaranteed 1 core (limit 2), measured by the kernel's counters (tests/harness/contention.py)
+over a window, with the spawner's own Docker arguments. Printed per N: the guaranteed server's
+cores against its guarantee, and what the best-effort servers got together, for
+- classes: this product (QoS classes: weights by guarantee, best effort in one low-weight parent);
+- flat: the previous release (weights by guarantee, best effort at Docker's default weight, one parent);
+- dockerspawner: no weights at all (dockerspawner ignores cpu_guarantee).
+Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--vm]` (--vm: the same on cgroup v2
+in the Debian 12 VM of tests/harness/vm.py, with the docker role's slices). No timed assertions.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from profilespawner import qos  # noqa: E402
+from tests.harness import contention  # noqa: E402
+from tests.harness.cgroups import ensure_users_parent  # noqa: E402
+from tests.harness.dockerd import ensure_dockerd  # noqa: E402
+from tests.harness.images import BASE_IMAGE, ensure_base_image  # noqa: E402
+
+GUARANTEE = 1.0
+LIMIT = 2.0
+
+
+def flat(hc, req, parent):
+    """The previous release: one parent, best effort at Docker's default weight."""
+    hc["cgroup_parent"] = parent
+    hc["cpu_shares"] = 1024 if req.qos == qos.BESTEFFORT else qos.cpu_shares(req.qos, req.cpu_guarantee)
+
+
+def unweighted(hc, req, parent):
+    """dockerspawner: cpu_guarantee is not passed to Docker; everyone has the default weight."""
+    hc["cgroup_parent"] = parent
+    hc["cpu_shares"] = 1024
+
+
+MODES = {"classes": None, "flat": flat, "dockerspawner": unweighted}
+
+
+def run(engine, shell, parent, n, mode, window):
+    burners = [contention.Burner("jbm-bench-g", contention.request(LIMIT, GUARANTEE))]
+    burners += [contention.Burner(f"jbm-bench-be{i}", contention.request(LIMIT)) for i in range(n)]
+    adjust = MODES[mode]
+    try:
+        contention.start_burners(engine, BASE_IMAGE, burners, parent,
+                                 adjust=(lambda hc, req: adjust(hc, req, parent)) if adjust else None)
+        contention.locate(shell, engine, burners)
+        got = contention.cores(shell, burners, window)
+    finally:
+        for b in burners:
+            try:
+                engine.containers.get(b.name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+    return got["jbm-bench-g"], sum(v for k, v in got.items() if k != "jbm-bench-g")
+
+
+def bench(engine, shell, parent, window, where):
+    print(f"\n{where}: one server guaranteed {GUARANTEE:g} core (limit {LIMIT:g}) beside N best-effort "
+          f"servers (limit {LIMIT:g}), all busy; {window:g} s windows")
+    print(f"{'N':>3} | {'mode':<13} | {'guaranteed got':>14} | {'of guarantee':>12} | {'best effort got':>15}")
+    for n in (1, 3, 7):
+        results = {mode: run(engine, shell, parent, n, mode, window) for mode in MODES}
+        for mode, (g, be) in results.items():
+            print(f"{n:>3} | {mode:<13} | {g:>11.2f} cores | {g / GUARANTEE:>11.2f}x | {be:>10.2f} cores")
+        ours = results["classes"][0]
+        print(f"{'':>3} | ratio: classes / flat {ours / max(results['flat'][0], 1e-9):.2f}x, "
+              f"classes / dockerspawner {ours / max(results['dockerspawner'][0], 1e-9):.2f}x "
+              f"(target: classes >= 0.9x of the guarantee)")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--window", type=float, default=5.0)
+    parser.add_argument("--vm", action="store_true", help="also run on cgroup v2 in the Debian 12 VM")
+    args = parser.parse_args()
+    ensure_dockerd()
+    ensure_base_image()
+    bench(docker.from_env(), contention.local_shell, ensure_users_parent("jbm-bench"), args.window,
+          "this machine (cgroupfs driver, harness users' parent)")
+    if args.vm:
+        from tests.harness.vm import converged_vm_for_bench
+        with converged_vm_for_bench() as (engine, shell):
+            bench(engine, shell, "jupyterhub-users.slice", args.window * 2,
+                  "Debian 12 VM (cgroup v2, systemd driver, the docker role's slices)")
+
+
+if __name__ == "__main__":
+    main()
