@@ -20,11 +20,11 @@ no systemd PID 1) is not. TESTBED.md "A real Debian 12 VM" is the recipe.
 Cost on the 2-core development machine (measured 2026-12; the range is an idle machine vs one
 shared with other test runs): image build 120-220 s (once per recipe; debootstrap's packages are
 kept in vm/debs), first boot to SSH 23-38 s and savevm 0.5-2 s (once per image and qemu), a VM
-from the snapshot 5-11 s on a machine of its own (copy of booted.qcow2, ~550 MB, + loadvm + SSH + clock), the docker role
-converged over SSH ~66 s (a second, idempotent converge 52-63 s), `docker save | docker load` of
-local/debian:bookworm ~70 s (the guest CPU is ~12x slower than the host), tests/vm's module
-~4 min. `python -m tests.harness.vm` (`make vm-image`) builds both caches, starts one VM from
-the snapshot and prints the timings (also kept in the image's timings.json).
+from the snapshot 5-11 s (copy of booted.qcow2, ~550 MB, + loadvm + SSH + clock), the docker
+role converged over SSH ~66 s (a second, idempotent converge 52-63 s), `docker save | docker
+load` of local/debian:bookworm ~70 s (the guest CPU is ~12x slower than the host), tests/vm's
+module ~4 min. `python -m tests.harness.vm` (`make vm-image`) builds both caches, starts one VM
+from the snapshot and prints the timings (also kept in the image's timings.json).
 
 Timings need the CPU: a qemu in the root cgroup next to containers with large cpu.shares (a
 benchmark of another worktree running) got ~1% of a core and its loadvm did not finish in 5 min.
