@@ -13,9 +13,9 @@ CHP_PREFIX := $(CACHE)/chp-$(CHP_VERSION)
 export JBM_CHP := $(CHP_PREFIX)/node_modules/.bin/configurable-http-proxy
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
 	chromium-driver gcc make python3-venv ca-certificates \
-	openssh-client openssl iproute2 tar gzip
+	openssh-client openssl iproute2 tar gzip qemu-system-x86 qemu-utils e2fsprogs
 
-.PHONY: deps apt venv chp dockerd images test unit integration system bench lint sandbox clean
+.PHONY: deps apt venv chp dockerd images vm-image test unit integration system vm bench lint sandbox clean
 
 deps: apt venv chp  ## everything the tests and the sandbox need on this machine
 
@@ -41,8 +41,12 @@ $(JBM_CHP):
 dockerd: venv
 	$(PY) -c "from tests.harness.dockerd import ensure_dockerd; ensure_dockerd()"
 
-images: dockerd
+images: dockerd vm-image
 	$(PY) -m tests.harness.images
+
+# The cgroup v2 tier's Debian 12 VM: image and booted snapshot, cached by content in $(CACHE)/vm.
+vm-image: venv
+	$(PY) -m tests.harness.vm
 
 unit: venv
 	$(PY) -m pytest tests/unit
@@ -52,6 +56,9 @@ integration: deps images
 
 system: deps images
 	$(PY) -m pytest tests/system
+
+vm: deps images
+	$(PY) -m pytest tests/vm
 
 test: deps images  ## the README's test command
 	$(PY) -m pytest

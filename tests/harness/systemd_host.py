@@ -1,7 +1,8 @@
 """Throwaway "servers": containers with systemd as PID 1 (TESTBED.md recipe), for the roles.
 
-Never --privileged (the VM lacks CAP_SYS_RESOURCE); per-controller cgroup binds so unit limits
-are enforced without touching the host's cgroup tmpfs. `docker_inside=True` adds what the hub's
+Never --privileged (the VM lacks CAP_SYS_RESOURCE). On a cgroup v1 machine, per-controller
+cgroup binds so unit limits are enforced without touching the host's cgroup tmpfs; on a cgroup v2
+machine (unified, e.g. the VM tier) the one cgroup2 mount is bound read-write instead. `docker_inside=True` adds what the hub's
 own dockerd needs inside (every capability but SYS_RESOURCE, seccomp off, all devices, an
 anonymous /var/lib/docker volume).
 """
@@ -21,12 +22,26 @@ CGROUP_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer",
                       "pids", "systemd", "unified")
 
 
-def run_args(name: str, docker_inside: bool = False, image: str = SYSTEMD_IMAGE) -> list[str]:
-    """The `docker run` command line for a systemd host container."""
+def is_cgroup_v2() -> bool:
+    """True on a unified (cgroup v2) machine: /sys/fs/cgroup is a cgroup2 mount."""
+    fs_type = subprocess.run(["stat", "-fc", "%T", "/sys/fs/cgroup"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    return fs_type == "cgroup2fs"
+
+
+def run_args(name: str, docker_inside: bool = False, image: str = SYSTEMD_IMAGE,
+             cgroup_v2: bool | None = None) -> list[str]:
+    """The `docker run` command line for a systemd host container (cgroup_v2: None = detect)."""
+    if cgroup_v2 is None:
+        cgroup_v2 = is_cgroup_v2()
     args = ["docker", "run", "-d", "--name", name, "--hostname", name, "--cgroupns=host",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/sys/fs/cgroup"]
-    for controller in CGROUP_CONTROLLERS:
-        args += ["-v", f"/sys/fs/cgroup/{controller}:/sys/fs/cgroup/{controller}:rw"]
+            "--tmpfs", "/run", "--tmpfs", "/run/lock"]
+    if cgroup_v2:
+        args += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
+    else:
+        args += ["--tmpfs", "/sys/fs/cgroup"]
+        for controller in CGROUP_CONTROLLERS:
+            args += ["-v", f"/sys/fs/cgroup/{controller}:/sys/fs/cgroup/{controller}:rw"]
     if docker_inside:
         args += ["--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
                  "--security-opt", "seccomp=unconfined", "--device-cgroup-rule", "a *:* rwm",

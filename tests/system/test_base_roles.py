@@ -6,19 +6,18 @@ the firewall's lockout check. Everything asserted is read back from the live hos
 converge's recap, `sshd -T`, packets dropped by ufw, the cgroup of a container its dockerd ran.
 """
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from profilespawner import qos
+from tests.harness import playbooks
 from tests.harness.images import BASE_IMAGE, ensure_base_image
+from tests.harness.playbooks import recap
 from tests.harness.systemd_host import start_systemd_host
 
 pytestmark = pytest.mark.system
@@ -33,38 +32,9 @@ INNER_BRIDGE_CIDR = "10.213.7.0/24"
 EXTRA_CA_SUBJECT = "jbm-h4-test-ca"
 
 
-def ansible_bin(name: str) -> str:
-    """ansible-playbook next to the running interpreter (the venv), else from PATH."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
-
-
 def run_playbook(workdir: Path, inventory: Path, extra_vars: dict | None = None,
                  playbook: Path = PLAYBOOK) -> subprocess.CompletedProcess:
-    """ansible-playbook with the repository's roles; output kept for the assertions."""
-    env = dict(os.environ,
-               ANSIBLE_ROLES_PATH=str(REPO / "roles"),
-               ANSIBLE_HOST_KEY_CHECKING="False",
-               ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_PIPELINING="True",
-               ANSIBLE_RETRY_FILES_ENABLED="False",
-               ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-local"))
-    cmd = [ansible_bin("ansible-playbook"), "-i", str(inventory), str(playbook)]
-    if extra_vars:
-        vars_file = workdir / f"extra-{abs(hash(json.dumps(extra_vars, sort_keys=True)))}.json"
-        vars_file.write_text(json.dumps(extra_vars))
-        cmd += ["-e", f"@{vars_file}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3000)
-    (workdir / "last-run.log").write_text(result.stdout + result.stderr)
-    return result
-
-
-def recap(output: str, host: str) -> dict[str, int]:
-    """The PLAY RECAP counters of one host."""
-    match = re.search(rf"^{re.escape(host)}\s*:\s*(.*)$", output, re.MULTILINE)
-    assert match, f"no recap line for {host} in:\n{output[-3000:]}"
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+    return playbooks.run_playbook(workdir, inventory, extra_vars, playbook)
 
 
 def make_ca_certificate(directory: Path) -> Path:
