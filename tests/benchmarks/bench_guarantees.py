@@ -11,6 +11,7 @@ Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--vm]` (--vm: th
 in the Debian 12 VM of tests/harness/vm.py, with the docker role's slices). No timed assertions.
 """
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -75,13 +76,21 @@ def bench(engine, shell, parent, window, where):
               f"(target: classes >= 0.9x of the guarantee)")
 
 
+def remove_bench_containers(engine):
+    for container in engine.containers.list(all=True, filters={"name": "jbm-bench-"}):
+        container.remove(force=True)
+
+
 def main():
+    # a timeout's SIGTERM must still remove the busy containers (the finally blocks)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_guarantees: terminated"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--vm", action="store_true", help="also run on cgroup v2 in the Debian 12 VM")
     args = parser.parse_args()
     ensure_dockerd()
     ensure_base_image()
+    remove_bench_containers(docker.from_env())  # left by a run that was killed
     bench(docker.from_env(), contention.local_shell, ensure_users_parent("jbm-bench"), args.window,
           "this machine (cgroupfs driver, harness users' parent)")
     if args.vm:

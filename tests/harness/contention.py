@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from profilespawner import dockerargs
 from profilespawner.request import SpawnRequest
 
-BURN = "for i in $(seq {threads}); do (while :; do :; done) & done; wait"
+# `threads` busy loops, then (with 0 threads) just stay up
+BURN = "for i in $(seq {threads}); do (while :; do :; done) & done; wait; exec sleep 1000000"
 
 
 def local_shell(script: str) -> str:

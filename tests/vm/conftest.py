@@ -6,6 +6,7 @@ the docker role converged over SSH (the users' slice in place) and local/debian:
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
 from tests.harness import playbooks
@@ -38,14 +39,14 @@ def vm(request):
         yield machine
 
 
-@pytest.fixture(scope="module")
-def converged_vm(request, tmp_path_factory, base_image):
-    """A VM of its own with the docker role converged and local/debian:bookworm loaded.
-
-    `converged_vm.first_converge` keeps the ansible-playbook run (CompletedProcess).
+@pytest.fixture(scope="session")
+def converged_vm(tmp_path_factory, base_image):
+    """A VM with the docker role converged and local/debian:bookworm loaded, shared by the
+    modules of this tier (converging costs minutes in the emulated guest); tests remove the
+    containers they make. `converged_vm.first_converge` keeps the ansible-playbook run.
     """
     workdir = tmp_path_factory.mktemp("vm-docker-role")
-    with start_vm(_module_vm_name(request, "docker")) as machine:
+    with start_vm("tier-docker") as machine:
         started = time.monotonic()
         first = converge_docker(machine, workdir)
         assert first.returncode == 0, first.stdout[-6000:] + first.stderr[-3000:]
@@ -56,3 +57,13 @@ def converged_vm(request, tmp_path_factory, base_image):
         machine.first_converge = first
         machine.workdir = workdir
         yield machine
+
+
+@pytest.fixture(scope="session")
+def vm_engine(converged_vm):
+    """docker-py on the converged VM's engine (through an ssh-forwarded socket)."""
+    client = docker.DockerClient(base_url=f"unix://{converged_vm.docker_socket()}", timeout=120)
+    yield client
+    for container in client.containers.list(all=True, filters={"label": "jbm-vm-test"}):
+        container.remove(force=True)
+    client.close()

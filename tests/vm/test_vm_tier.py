@@ -67,17 +67,8 @@ def test_users_slice_is_active_with_the_asked_limits(converged_vm):
     assert read(converged_vm, f"{SLICE_DIR}/pids.max") == str(tasks_max)
 
 
-@pytest.fixture(scope="module")
-def engine(converged_vm):
-    client = docker.DockerClient(base_url=f"unix://{converged_vm.docker_socket()}", timeout=120)
-    yield client
-    for container in client.containers.list(all=True, filters={"label": "jbm-vm-test"}):
-        container.remove(force=True)
-    client.close()
-
-
-def test_container_in_the_users_slice_reads_back_its_limits(converged_vm, engine):
-    container = engine.containers.run(
+def test_container_in_the_users_slice_reads_back_its_limits(converged_vm, vm_engine):
+    container = vm_engine.containers.run(
         "local/debian:bookworm", ["sleep", "600"], detach=True, labels={"jbm-vm-test": "1"},
         cgroup_parent="jupyterhub-users.slice", mem_limit="256m", nano_cpus=500_000_000,
         pids_limit=64)
@@ -91,9 +82,9 @@ def test_container_in_the_users_slice_reads_back_its_limits(converged_vm, engine
     assert read(converged_vm, f"{scope}/pids.max") == "64"
 
 
-def test_container_memory_limit_oom_kills_inside_the_slice(converged_vm, engine):
+def test_container_memory_limit_oom_kills_inside_the_slice(converged_vm, vm_engine):
     """Enforcement, judged by the scope's memory.events: perl asks 3x the limit."""
-    container = engine.containers.run(
+    container = vm_engine.containers.run(
         "local/debian:bookworm",
         ["sh", "-c", "perl -e '$x = \"x\" x (192 * 1024 * 1024)'; echo perl=$?; sleep 600"],
         detach=True, labels={"jbm-vm-test": "1"}, cgroup_parent="jupyterhub-users.slice",
