@@ -37,6 +37,8 @@ _ADMISSION_LOCK = None
 _ADMITTED = {}
 # the hub process's threads for Docker API calls (see docker_api_threads)
 _DOCKER_EXECUTOR = None
+# tries of get_url() to learn a running server's address from Docker before trusting the database
+GET_URL_ATTEMPTS = 5
 
 
 def cached_profiles(path):
@@ -375,14 +377,20 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         container. Adopting it here lets the hub find it up at once."""
         if not self.object_id:
             return await super().get_url()
-        try:
-            ip, port = await self.get_ip_and_port()
-        except Exception as e:  # noqa: BLE001  (the hub then checks the address it has)
-            self.log.warning("Cannot ask Docker where %s listens (%s); keeping %s",
-                             self.object_name, e, self.server.url)
-            return await super().get_url()
+        for attempt in range(1, GET_URL_ATTEMPTS + 1):  # a busy engine may fail a call: a few tries, bounded
+            try:
+                ip, port = await self.get_ip_and_port()
+                break
+            except Exception as e:  # noqa: BLE001  (the hub then checks the address it has)
+                self.log.warning("Cannot ask Docker where %s listens (try %d of %d): %r",
+                                 self.object_name, attempt, GET_URL_ATTEMPTS, e)
+                if attempt == GET_URL_ATTEMPTS:
+                    return await super().get_url()
+                await asyncio.sleep(1)
         host = f"[{ip}]" if ":" in ip else ip
-        return f"{self.server.proto}://{host}:{port}{self.server.base_url}"
+        url = f"{self.server.proto}://{host}:{port}{self.server.base_url}"
+        self.log.info("%s runs container %s at %s", self._log_name, self.object_name, url)
+        return url
 
     async def stop(self, now=False):
         """Nothing to stop when no container was ever created (e.g. a refused spawn):
