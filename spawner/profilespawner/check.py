@@ -1,10 +1,11 @@
 """``python -m profilespawner.check FILE``: the one validator for the profiles file.
 
 Used by Ansible (``template: validate:``) before installing the rendered file and by
-admins by hand. Exit 1 with one message per problem on stderr; exit 0 otherwise, with
+admins by hand; it runs on the hub's host, so data_mounts' host paths must exist there. Exit 1 with one message per problem on stderr; exit 0 otherwise, with
 warnings on stderr for profiles larger than this host (they will be capped).
 """
 
+import os
 import sys
 
 from .capacity import HostCapacity, detect_host
@@ -25,6 +26,18 @@ def oversize_warnings(profiles: Profiles, host: HostCapacity):
     return warnings
 
 
+def missing_host_paths(profiles: Profiles, exists=os.path.exists):
+    """Messages for data_mounts whose host path does not exist here: Docker would create an
+    empty root-owned directory in its place, and users would see no data and no error."""
+    problems = []
+    for name, entry in profiles.users.items():
+        for i, mount in enumerate(entry.data_mounts or ()):
+            if not exists(mount.host_path):
+                problems.append(f"user_profiles.{name}.data_mounts[{i}].host_path: {mount.host_path!r} does not "
+                                "exist on this host; create it or remove the mount")
+    return problems
+
+
 # path -> Profiles loaded (and warned about) in this process: the spawner reuses them
 LOADED: dict = {}
 
@@ -34,6 +47,9 @@ def load_profiles_or_exit(path) -> Profiles:
     messages, and names profiles larger than this host in warnings on stderr (hub log)."""
     try:
         profiles = load_profiles(path)
+        missing = missing_host_paths(profiles)
+        if missing:
+            raise ProfilesError(missing, str(path))
     except ProfilesError as e:
         print(f"profilespawner: refusing to start, {e}", file=sys.stderr)
         raise SystemExit(1) from e
@@ -50,6 +66,9 @@ def main(argv=None) -> int:
         return 2
     try:
         profiles = load_profiles(argv[0])
+        missing = missing_host_paths(profiles)
+        if missing:
+            raise ProfilesError(missing, argv[0])
     except ProfilesError as e:
         for problem in e.problems:
             print(f"{argv[0]}: {problem}", file=sys.stderr)

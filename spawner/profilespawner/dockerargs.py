@@ -11,6 +11,13 @@
   itself, because Docker 20.10 also removes AutoRemove containers when the engine restarts
   (moby/moby#46308), which would kill every server on `systemctl restart docker`.
 - GPUs -> device_requests for the nvidia driver with the chosen device ids.
+- least privilege: every capability dropped and no-new-privileges (the server runs as the
+  user's uid and needs none; setuid binaries are inert); an image profile may opt out
+  (allow_privilege_escalation, cap_add).
+- bounded writes: a read-only root filesystem (image profile opt-out read_only_root: false) and
+  /tmp a tmpfs of tmp_bytes, charged to the container's memory cgroup (overlay2 on ext4 cannot
+  bound the writable layer: --storage-opt size needs XFS with pquota).
+- data_mounts -> bind mounts, read-only unless rw.
 """
 
 from . import labels, qos
@@ -66,6 +73,15 @@ def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="", besteffort
     parent = class_parent(req, cgroup_parent, besteffort_parent)
     if parent:
         hc["cgroup_parent"] = parent
+    hc["cap_drop"] = ["ALL"]
+    if req.cap_add:
+        hc["cap_add"] = list(req.cap_add)
+    if not req.allow_privilege_escalation:
+        hc["security_opt"] = ["no-new-privileges"]
+    hc["read_only"] = bool(req.read_only_root)
+    hc["tmpfs"] = {"/tmp": tmpfs_options(req.tmp_bytes)}
+    if req.data_mounts:
+        hc["mounts"] = data_mounts(req)
     if req.gpu_ids:
         hc["device_requests"] = [{
             "Driver": "nvidia",
@@ -73,6 +89,17 @@ def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="", besteffort
             "Capabilities": [["gpu"]],
         }]
     return hc
+
+
+def tmpfs_options(size: int) -> str:
+    """Mount options of /tmp: sticky and world-writable like a disk /tmp, no device files, no setuid."""
+    return f"rw,nosuid,nodev,size={int(size)},mode=1777"
+
+
+def data_mounts(req: SpawnRequest) -> list:
+    """Docker API mounts (HostConfig.Mounts) for the user's data_mounts."""
+    return [{"Type": "bind", "Source": m.host_path, "Target": m.container_path, "ReadOnly": not m.rw}
+            for m in req.data_mounts]
 
 
 def environment(req: SpawnRequest) -> dict:

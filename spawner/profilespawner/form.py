@@ -76,6 +76,13 @@ def _slider(name, label, kind, value, low, high, step, fmt):
     )
 
 
+def _opt_out_text(image):
+    """An image profile's opt-outs of the default-deny container, named next to it (escaped)."""
+    if not image.opt_outs:
+        return ""
+    return escape(" [less isolated: " + "; ".join(image.opt_outs) + "]")
+
+
 def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
     """HTML for Spawner.options_form: first allowed profile and image preselected."""
     bounds = {name: bounds_for(profiles, user, name, host) for name in user.allowed_resources}
@@ -100,7 +107,7 @@ def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
     )
     img_options = "".join(
         f'<option value="{escape(name)}"{" selected" if i == 0 else ""}>'
-        f'{escape(name)} — {escape(profiles.images[name].description)}</option>'
+        f'{escape(name)} — {escape(profiles.images[name].description)}{_opt_out_text(profiles.images[name])}</option>'
         for i, name in enumerate(user.allowed_images)
     )
     gib = lambda v: f"{float(v) / 1024**3:.2f} GiB"  # noqa: E731

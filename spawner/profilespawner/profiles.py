@@ -7,6 +7,8 @@ start-up log and through Ansible's ``template: validate:``.
 
 import json
 import math
+import posixpath
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Optional, Tuple
@@ -17,9 +19,24 @@ from .qos import MAX_CPU_GUARANTEE, MIN_CPU_LIMIT, MIN_CPU_TEXT, MIN_MEMORY, MIN
 from .sizes import SizeError, format_size, parse_size
 
 DEFAULT_HOME = "/home/{username}"
-USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string", "max_preallocate")
-RESOURCE_KEYS = ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee", "gpus", "description")
-IMAGE_KEYS = ("image", "description")
+USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string", "max_preallocate",
+             "data_mounts")
+RESOURCE_KEYS = ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee", "gpus", "description", "tmp_size")
+IMAGE_KEYS = ("image", "description", "allow_privilege_escalation", "cap_add", "read_only_root")
+DATA_MOUNT_KEYS = ("host_path", "container_path", "rw")
+# the smallest /tmp a resource profile may set (a tmpfs needs at least a page; less is a typo)
+MIN_TMP_SIZE = 1024**2
+# container paths a data mount may not cover: the root, what the spawner or Docker mounts itself
+RESERVED_CONTAINER_PATHS = ("/", "/tmp", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/lib", "/sbin")
+# Linux capabilities an image profile may add back (Docker's names, without CAP_)
+CAPABILITIES = (
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE",
+    "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_ADMIN",
+    "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG", "WAKE_ALARM",
+)
 PREALLOCATE_KEYS = ("cpu_guarantee", "mem_guarantee")
 TOP_KEYS = ("resource_profiles", "image_profiles", "user_profiles")
 
@@ -45,6 +62,9 @@ class ResourceProfile:
     # (and gets it when the user asks for nothing), so nobody on it can be starved
     cpu_guarantee: float = 0.0
     mem_guarantee: int = 0
+    # size of the server's /tmp (a tmpfs, charged to its memory); None: request.DEFAULT_TMP_FRACTION
+    # of the spawn's mem_limit
+    tmp_size: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +72,32 @@ class ImageProfile:
     name: str
     image: str
     description: str = ""
+    # opt-outs of the default-deny container (spawner/README.md "Least privilege"): setuid
+    # binaries may gain privileges, capabilities added back, a writable root filesystem
+    allow_privilege_escalation: bool = False
+    cap_add: Tuple[str, ...] = ()
+    read_only_root: bool = True
+
+    @property
+    def opt_outs(self) -> Tuple[str, ...]:
+        """What this image is allowed beyond the default-deny container, in words (the form shows them)."""
+        words = []
+        if self.allow_privilege_escalation:
+            words.append("setuid programs may gain privileges")
+        if self.cap_add:
+            words.append("capabilities " + ", ".join(self.cap_add))
+        if not self.read_only_root:
+            words.append("writable root filesystem")
+        return tuple(words)
+
+
+@dataclass(frozen=True)
+class DataMount:
+    """A host directory shown in the container (read-only unless rw)."""
+
+    host_path: str
+    container_path: str
+    rw: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +114,7 @@ class UserEntry:
     allowed_images: Optional[Tuple[str, ...]] = None
     host_homedir_format_string: Optional[str] = None
     max_preallocate: Optional[MaxPreallocate] = None
+    data_mounts: Optional[Tuple[DataMount, ...]] = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +125,7 @@ class UserProfile:
     allowed_images: Tuple[str, ...]
     host_homedir_format_string: str
     max_preallocate: MaxPreallocate
+    data_mounts: Tuple[DataMount, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +155,7 @@ def effective_profile(profiles: Profiles, username: str, groups=()) -> UserProfi
         allowed_images=pick("allowed_images"),
         host_homedir_format_string=pick("host_homedir_format_string", DEFAULT_HOME),
         max_preallocate=pick("max_preallocate", MaxPreallocate()),
+        data_mounts=pick("data_mounts", ()),
     )
 
 
@@ -166,12 +215,31 @@ def _resources(data, problems):
         if not isinstance(desc, str):
             problems.append(f"{path}.description: {desc!r} is not a string")
             ok = False
-        if ok and cpu_floor is not None and mem_floor is not None:
+        tmp_size = _tmp_size(spec, path, mem if ok else None, problems)
+        if ok and cpu_floor is not None and mem_floor is not None and tmp_size is not False:
             if not desc:
                 desc = f"{cpu:g} CPU, {format_size(mem)}B RAM" + (f", {gpus} GPU" if gpus else "")
             result[str(name)] = ResourceProfile(str(name), float(cpu), mem, gpus, desc,
-                                                float(cpu_floor), mem_floor)
+                                                float(cpu_floor), mem_floor, tmp_size)
     return result
+
+
+def _tmp_size(spec, path, mem_limit, problems):
+    """The profile's /tmp size: None when not set, False when invalid. A tmpfs is charged to the
+    container's memory, so more than mem_limit could only end in an OOM kill, never in ENOSPC."""
+    if "tmp_size" not in spec:
+        return None
+    top = f"the profile's mem_limit ({format_size(mem_limit)})" if mem_limit is not None else "the profile's mem_limit"
+    try:
+        size = parse_size(spec["tmp_size"])
+    except SizeError as e:
+        problems.append(f"{path}.tmp_size: {e}; allowed: 1M to {top}")
+        return False
+    if size < MIN_TMP_SIZE or (mem_limit is not None and size > mem_limit):
+        problems.append(f"{path}.tmp_size: {spec['tmp_size']!r} is not a valid /tmp size; allowed: 1M to {top} "
+                        "(/tmp is kept in memory and counts against mem_limit)")
+        return False
+    return size
 
 
 def _floors(spec, path, cpu_limit, mem_limit, problems):
@@ -204,13 +272,101 @@ def _images(data, problems):
         _unknown_keys(spec, IMAGE_KEYS, path, problems)
         image = spec.get("image")
         desc = spec.get("description", "")
+        ok = True
         if not isinstance(image, str) or not image.strip():
             problems.append(f"{path}.image: {image!r} is not an image; allowed: a Docker image reference such as local/singleuser:latest")
+            ok = False
         elif not isinstance(desc, str):
             problems.append(f"{path}.description: {desc!r} is not a string")
-        else:
-            result[str(name)] = ImageProfile(str(name), image, desc or image)
+            ok = False
+        flags = {}
+        for key, default_value in (("allow_privilege_escalation", False), ("read_only_root", True)):
+            value = spec.get(key, default_value)
+            if not isinstance(value, bool):
+                problems.append(f"{path}.{key}: {value!r} is not a boolean; allowed: true or false "
+                                f"(default {str(default_value).lower()})")
+                ok = False
+            flags[key] = value
+        caps = _capabilities(spec.get("cap_add", []), f"{path}.cap_add", problems)
+        if ok and caps is not None:
+            result[str(name)] = ImageProfile(str(name), image, desc or image, cap_add=caps, **flags)
     return result
+
+
+def _capabilities(value, path, problems):
+    """cap_add: Linux capability names (CAP_ prefix optional, any case) -> Docker's names, or None."""
+    if not isinstance(value, list):
+        problems.append(f"{path}: {value!r} is not a list; allowed: capability names such as [CHOWN, SETUID]")
+        return None
+    caps = []
+    for i, item in enumerate(value):
+        cap = item.upper().removeprefix("CAP_") if isinstance(item, str) else None
+        if cap not in CAPABILITIES:
+            problems.append(f"{path}[{i}]: {item!r} is not a Linux capability; allowed: {', '.join(CAPABILITIES)} "
+                            "(ALL is refused: name each one the image needs)")
+            return None
+        if cap not in caps:
+            caps.append(cap)
+    return tuple(caps)
+
+
+def _home_pattern(home_format):
+    """A home format string as a regex of the homes it yields, and its fixed part before {username}."""
+    head, _, tail = home_format.partition("{username}")
+    return re.compile(re.escape(head) + "[^/]+" + re.escape(tail)), head
+
+
+def _data_mounts(value, path, homes, problems):
+    """data_mounts: a list of {host_path, container_path, rw} -> DataMounts, or None when invalid.
+    A container path may not be a reserved path (/, /tmp, ...), a home of any home format in the
+    file, nor a directory above the homes (which would hide them)."""
+    if not isinstance(value, list):
+        problems.append(f"{path}: {value!r} is not a list; allowed: a list of "
+                        "{host_path: /srv/shared, container_path: /shared, rw: false}")
+        return None
+    mounts, seen, ok = [], {}, True
+    for i, item in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: {item!r} is not a mapping; allowed keys: {', '.join(DATA_MOUNT_KEYS)}")
+            ok = False
+            continue
+        before = len(problems)
+        _unknown_keys(item, DATA_MOUNT_KEYS, where, problems)
+        paths = {}
+        for key in ("host_path", "container_path"):
+            p = item.get(key)
+            if key not in item:
+                problems.append(f"{where}.{key}: missing; allowed: an absolute path")
+            elif not isinstance(p, str) or not p.startswith("/") or (p != "/" and posixpath.normpath(p) != p) \
+                    or "," in p or ":" in p:
+                problems.append(f"{where}.{key}: {p!r} is not a normalised absolute path; allowed: e.g. /srv/shared "
+                                "(no '..', '.', '//', trailing '/', ',' or ':')")
+            else:
+                paths[key] = posixpath.normpath(p)
+        rw = item.get("rw", False)
+        if not isinstance(rw, bool):
+            problems.append(f"{where}.rw: {rw!r} is not a boolean; allowed: true (writable) or false (default, read-only)")
+        target = paths.get("container_path")
+        if target is not None:
+            covered = [h for h, (regex, head) in homes.items()
+                       if regex.fullmatch(target) or head.startswith(target.rstrip("/") + "/")]
+            if target in RESERVED_CONTAINER_PATHS:
+                problems.append(f"{where}.container_path: {target!r} is reserved; not allowed: "
+                                f"{', '.join(RESERVED_CONTAINER_PATHS)}")
+            elif covered:
+                problems.append(f"{where}.container_path: {target!r} would cover the users' homes "
+                                f"({covered[0]}); allowed: a path outside the homes, e.g. /shared")
+            elif target in seen:
+                problems.append(f"{where}.container_path: {target!r} is already mounted by {path}[{seen[target]}]; "
+                                "allowed: each container path once")
+            else:
+                seen[target] = i
+        if len(problems) == before:
+            mounts.append(DataMount(paths["host_path"], target, rw))
+        else:
+            ok = False
+    return tuple(mounts) if ok else None
 
 
 def _name_list(value, path, known, kind, problems, all_names):
@@ -270,6 +426,10 @@ def _preallocate(value, path, problems, largest_cpu, largest_mem):
 
 def _users(data, resources, all_resources, all_images, problems):
     data = _mapping(data, "user_profiles", problems)
+    home_formats = {DEFAULT_HOME} | {spec["host_homedir_format_string"] for spec in data.values()
+                                     if isinstance(spec, dict) and isinstance(spec.get("host_homedir_format_string"), str)
+                                     and "{username}" in spec["host_homedir_format_string"]}
+    homes = {h: _home_pattern(h) for h in sorted(home_formats)}
     if "default" not in data:
         problems.append("user_profiles.default: missing; the default entry is required (with allowed_resources and allowed_images)")
     largest_cpu = max([r.cpu_limit for r in resources.values()], default=0)
@@ -295,6 +455,8 @@ def _users(data, resources, all_resources, all_images, problems):
         if "max_preallocate" in spec:
             fields["max_preallocate"] = _preallocate(spec["max_preallocate"], f"{path}.max_preallocate",
                                                      problems, largest_cpu, largest_mem)
+        if "data_mounts" in spec:
+            fields["data_mounts"] = _data_mounts(spec["data_mounts"], f"{path}.data_mounts", homes, problems)
         if name == "default":
             for key in ("allowed_resources", "allowed_images"):
                 if key not in spec:

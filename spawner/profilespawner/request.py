@@ -13,12 +13,15 @@ from .admission import Capacity, check_admission
 from .capacity import HostCapacity
 from .errors import SpawnRequestError  # noqa: F401  (raised here, importable from here)
 from .gpus import choose_gpus
-from .profiles import Profiles, UserProfile
+from .profiles import DataMount, Profiles, UserProfile
 from .qos import MIN_CPU_LIMIT, MIN_MEMORY, MIN_MEMORY_TEXT, qos_class
 from .sizes import SizeError, format_size, parse_size
 
 OPTION_KEYS = ("resource_profile", "image_profile", "cpu_limit", "mem_limit",
                "cpu_guarantee", "mem_guarantee", "gpus")
+# /tmp of a resource profile without tmp_size: this share of the spawn's mem_limit (a tmpfs is
+# charged to the container's memory, so /tmp can never hold more than mem_limit anyway)
+DEFAULT_TMP_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,20 @@ class SpawnRequest:
     gpus: int = 0
     gpu_ids: Tuple[str, ...] = ()
     warnings: Tuple[str, ...] = field(default=(), compare=False)
+    # isolation (spawner/README.md "Least privilege", "Bounded writes", "Shared data"); the
+    # defaults are the default-deny container
+    tmp_size: int = 0  # bytes of the /tmp tmpfs; 0: DEFAULT_TMP_FRACTION of mem_limit
+    read_only_root: bool = True
+    allow_privilege_escalation: bool = False
+    cap_add: Tuple[str, ...] = ()
+    data_mounts: Tuple[DataMount, ...] = ()
+
+    @property
+    def tmp_bytes(self) -> int:
+        """The /tmp tmpfs size: tmp_size capped at mem_limit, or the default share of mem_limit."""
+        if self.tmp_size:
+            return min(int(self.tmp_size), int(self.mem_limit))
+        return max(1, int(self.mem_limit * DEFAULT_TMP_FRACTION))
 
     @property
     def qos(self) -> str:
@@ -169,8 +186,12 @@ def build_request(profiles: Profiles, user: UserProfile, options, host: HostCapa
     if gpus != int(gpus) or not 0 <= gpus <= b.gpus:
         raise SpawnRequestError("gpus", f"gpus: {options['gpus']!r} is not allowed for resource profile "
                                 f"{res_name!r}; allowed: a whole number from 0 to {b.gpus}")
-    return SpawnRequest(res_name, img_name, profiles.images[img_name].image, cpu_limit, mem_limit,
-                        cpu_guarantee, mem_guarantee, int(gpus), (), tuple(warnings))
+    image = profiles.images[img_name]
+    return SpawnRequest(res_name, img_name, image.image, cpu_limit, mem_limit,
+                        cpu_guarantee, mem_guarantee, int(gpus), (), tuple(warnings),
+                        tmp_size=res.tmp_size or 0, read_only_root=image.read_only_root,
+                        allow_privilege_escalation=image.allow_privilege_escalation,
+                        cap_add=image.cap_add, data_mounts=user.data_mounts)
 
 
 def plan_spawn(profiles: Profiles, user: UserProfile, options, host: HostCapacity, running=(),

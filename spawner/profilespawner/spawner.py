@@ -37,6 +37,8 @@ _ADMISSION_LOCK = None
 _ADMITTED = {}
 # the hub process's threads for Docker API calls (see docker_api_threads)
 _DOCKER_EXECUTOR = None
+# tries of get_url() to learn a running server's address from Docker before trusting the database
+GET_URL_ATTEMPTS = 5
 
 
 def cached_profiles(path):
@@ -347,9 +349,11 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                 self.object_name, self.user.name, req.cpu_guarantee, req.mem_guarantee, req.gpu_ids)
         try:
             self._spawn_request = req
-            self.extra_host_config = _merged(self._base_host_config, dockerargs.host_config(
-                req, self.pids_limit, self.cgroup_parent, self.besteffort_cgroup_parent,
-                self._guarantee_capacity(host).mem_bytes))
+            ours = dockerargs.host_config(req, self.pids_limit, self.cgroup_parent, self.besteffort_cgroup_parent,
+                                          self._guarantee_capacity(host).mem_bytes)
+            if "mounts" in ours:  # data mounts next to dockerspawner's own (mounts), not instead
+                ours["mounts"] = list(self.mount_binds) + ours["mounts"]
+            self.extra_host_config = _merged(self._base_host_config, ours)
             self.extra_create_kwargs = _merged(self._base_create_kwargs, {
                 "labels": {**self.scope_labels, **dockerargs.container_labels(req, self.user.name)},
                 "working_dir": self.homedir,
@@ -364,6 +368,29 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         if self._spawn_request is not None:
             env.update(dockerargs.environment(self._spawn_request))
         return env
+
+    async def get_url(self):
+        """Where the server listens, asked of Docker. JupyterHub asks this (after poll() says the
+        container runs) of servers it finds at start-up; a server whose spawn a hub restart
+        interrupted has no address in the database yet (it is written when start() returns), so
+        trusting the database made the hub wait http_timeout for nothing and then stop a healthy
+        container. Adopting it here lets the hub find it up at once."""
+        if not self.object_id:
+            return await super().get_url()
+        for attempt in range(1, GET_URL_ATTEMPTS + 1):  # a busy engine may fail a call: a few tries, bounded
+            try:
+                ip, port = await self.get_ip_and_port()
+                break
+            except Exception as e:  # noqa: BLE001  (the hub then checks the address it has)
+                self.log.warning("Cannot ask Docker where %s listens (try %d of %d): %r",
+                                 self.object_name, attempt, GET_URL_ATTEMPTS, e)
+                if attempt == GET_URL_ATTEMPTS:
+                    return await super().get_url()
+                await asyncio.sleep(1)
+        host = f"[{ip}]" if ":" in ip else ip
+        url = f"{self.server.proto}://{host}:{port}{self.server.base_url}"
+        self.log.info("%s runs container %s at %s", self._log_name, self.object_name, url)
+        return url
 
     async def stop(self, now=False):
         """Nothing to stop when no container was ever created (e.g. a refused spawn):
