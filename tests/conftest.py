@@ -86,3 +86,20 @@ def hub_factory(tmp_path, singleuser_image):
 
 def pytest_configure(config):
     Path("/var/cache/jbm").mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------- time per tier (CI prints it)
+TIER_SECONDS: dict = {}
+
+
+def pytest_runtest_logreport(report):
+    """Add each test's setup, call and teardown time to its tier (tests/<tier>/...)."""
+    parts = report.nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+    TIER_SECONDS[tier] = TIER_SECONDS.get(tier, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    if TIER_SECONDS:
+        terminalreporter.write_line("time per tier: " + ", ".join(
+            f"{tier} {seconds / 60:.1f} min" for tier, seconds in sorted(TIER_SECONDS.items())))

@@ -11,8 +11,10 @@ Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--vm]` (--vm: th
 in the Debian 12 VM of tests/harness/vm.py, with the docker role's slices). No timed assertions.
 """
 import argparse
+import contextlib
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import docker
@@ -94,10 +96,27 @@ def main():
     bench(docker.from_env(), contention.local_shell, ensure_users_parent("jbm-bench"), args.window,
           "this machine (cgroupfs driver, harness users' parent)")
     if args.vm:
-        from tests.harness.vm import converged_vm_for_bench
-        with converged_vm_for_bench() as (engine, shell):
+        with converged_vm() as (engine, shell):
             bench(engine, shell, "jupyterhub-users.slice", args.window * 2,
-                  "Debian 12 VM (cgroup v2, systemd driver, the docker role's slices)")
+                  "Debian 12 VM (cgroup v2, systemd driver, the docker role's slices, users' slice 1 core)")
+
+
+@contextlib.contextmanager
+def converged_vm():
+    """The VM tier's machine with the docker role converged (as tests/vm's converged_vm)."""
+    from tests.harness.vm import start_vm
+    from tests.vm.conftest import converge_docker
+    with tempfile.TemporaryDirectory() as workdir, start_vm("bench-guarantees") as vm:
+        converged = converge_docker(vm, Path(workdir))
+        if converged.returncode != 0:
+            sys.exit(f"the docker role did not converge in the VM:\n{converged.stdout[-3000:]}")
+        vm.load_image(BASE_IMAGE)
+        engine = docker.DockerClient(base_url=f"unix://{vm.docker_socket()}", timeout=120)
+        try:
+            yield engine, lambda script: vm.ssh(script, timeout=120).stdout
+        finally:
+            remove_bench_containers(engine)
+            engine.close()
 
 
 if __name__ == "__main__":

@@ -40,12 +40,15 @@ def start_burners(engine, image: str, burners, cgroup_parent: str, threads: int 
                   labels: dict | None = None, mem_capacity: int = 0, adjust=None):
     """Run one busy container per Burner with the spawner's Docker arguments (dockerargs.host_config);
     `adjust(host_config, request)` may rewrite them (a benchmark's alternative)."""
-    for b in burners:
+    created = []
+    for b in burners:  # all created before any burns, so a slow engine is not starved by the first
         hc = dockerargs.host_config(b.req, pids_limit=64, cgroup_parent=cgroup_parent, mem_capacity=mem_capacity)
         if adjust:
             adjust(hc, b.req)
-        engine.containers.run(image, ["sh", "-c", BURN.format(threads=threads)], name=b.name, detach=True,
-                              labels=labels or {}, **hc)  # create_host_config's keys are run()'s too
+        created.append(engine.containers.create(image, ["sh", "-c", BURN.format(threads=threads)], name=b.name,
+                                                labels=labels or {}, **hc))  # create_host_config's keys
+    for container in created:
+        container.start()
     return burners
 
 

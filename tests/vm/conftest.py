@@ -62,7 +62,8 @@ def converged_vm(tmp_path_factory, base_image):
 @pytest.fixture(scope="session")
 def vm_engine(converged_vm):
     """docker-py on the converged VM's engine (through an ssh-forwarded socket)."""
-    client = docker.DockerClient(base_url=f"unix://{converged_vm.docker_socket()}", timeout=120)
+    # the emulated guest is ~12x slower than the host, more on a loaded machine: generous timeouts
+    client = docker.DockerClient(base_url=f"unix://{converged_vm.docker_socket()}", timeout=600)
     yield client
     for container in client.containers.list(all=True, filters={"label": "jbm-vm-test"}):
         container.remove(force=True)
