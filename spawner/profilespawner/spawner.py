@@ -302,11 +302,27 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         if not self._base_notebook_dir:
             self.notebook_dir = self.homedir
         self._spawn_request = req
-        ip, port = await super().start()
+        try:
+            ip, port = await super().start()
+        except Exception:
+            await self._remove_failed_container()
+            raise
         budget = min(self.http_timeout, self.start_timeout - (time.monotonic() - started) - 1)
         if self.ready_poll_interval > 0 and budget > 0 and not self.internal_ssl:
             await self._wait_until_answering(f"http://{ip}:{port}{self.server.base_url}", budget)
         return ip, port
+
+    async def _remove_failed_container(self):
+        """A container created by a start that then failed (e.g. Docker refused to start it) is
+        removed, so nothing a failed spawn made is left behind; without AutoRemove (dockerargs)
+        the engine no longer does it. Never raises: the start's own error is what the user sees."""
+        if not self.remove or not self.object_id:
+            return
+        try:
+            await self.remove_object()
+        except Exception as e:  # noqa: BLE001
+            self.log.warning("Could not remove %s after its failed start: %r", self.object_name, e)
+        self.object_id = ""
 
     async def _wait_until_answering(self, url, budget):
         """Poll url every ready_poll_interval until it answers (any status below 500, as the
