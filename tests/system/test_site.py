@@ -22,6 +22,7 @@ import pytest
 import requests
 import yaml
 
+from profilespawner import qos
 from tests.harness.images import REVERSE_PROXY_IMAGE, ensure_reverse_proxy_image
 from tests.harness.systemd_host import SystemdHost, keep_hosts
 
@@ -174,7 +175,9 @@ def test_user_logs_in_and_spawns_a_limited_container_under_the_slice(hub):
     info = inspect_container(host)
     assert info["State"]["Running"]
     assert info["HostConfig"]["Memory"] == TINY_MEM
-    assert info["HostConfig"]["CgroupParent"] == SLICE
+    # no guarantee asked: a best-effort server, in the class's slice under the users' slice
+    assert info["Config"]["Labels"]["org.jupyterhub-baremetal.qos-class"] == qos.BESTEFFORT
+    assert info["HostConfig"]["CgroupParent"] == qos.besteffort_parent(SLICE)
     assert info["Config"]["User"].split(":")[0] == host.exec("id", "-u", USER).stdout.strip()
 
     pid = str(info["State"]["Pid"])
