@@ -115,7 +115,10 @@ c.Spawner.http_timeout = 120
 """ + self.extra_config)
         return config
 
-    def start(self, timeout: float = 60.0) -> "Hub":
+    def start(self, timeout: float | None = None) -> "Hub":
+        """Start and wait for the API; JBM_HUB_START_TIMEOUT (seconds, default 60) for slow
+        or busy machines."""
+        timeout = timeout or float(os.environ.get("JBM_HUB_START_TIMEOUT", "60"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.write_config()
         log = open(self.log_path, "ab")
