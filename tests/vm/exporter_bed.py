@@ -9,7 +9,8 @@ Used by test_exporter_v2.py and by record_v2_tree.py (the unit tests' recorded c
 - jupyter-alice-lab: best effort (0.25 CPU, 128M) in jupyterhub-users-besteffort.slice, busy;
 - jupyter-bob: guaranteed (0.5 CPU, 320M) holding 64M, with one OOM kill at its own limit;
 - carol (uid 1501): an SSH login (pam_systemd puts it in user.slice/user-1501.slice; the VM image
-  lacks libpam-systemd, so it is installed from Debian's mirror first), running a
+  lacks libpam-systemd, so it is installed from Debian's mirror first, ~40 s; root's SSH commands
+  of later tests then run in user-0.slice instead of ssh.service), running a
   bounded duty-cycled loop; where logind or pam_systemd is missing, a
   `systemd-run --uid --slice=user-1501.slice` unit stands in (`Bed.session` says which).
 """
