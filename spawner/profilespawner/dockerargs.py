@@ -21,7 +21,7 @@
 """
 
 from . import labels, qos
-from .qos import CPU_PERIOD  # noqa: F401  (importable from here, as before)
+from .qos import CPU_PERIOD
 from .request import SpawnRequest
 
 
