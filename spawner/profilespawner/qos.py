@@ -38,7 +38,6 @@ from .sizes import format_size
 GUARANTEED = "guaranteed"
 BURSTABLE = "burstable"
 BESTEFFORT = "besteffort"
-CLASSES = (GUARANTEED, BURSTABLE, BESTEFFORT)
 
 # What Docker (20.10, Debian 12's docker.io) and the kernel accept; a value outside is refused
 # by Docker (HTTP 500 from the engine) or, worse, silently means "unlimited".
