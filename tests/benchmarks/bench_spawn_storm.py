@@ -28,7 +28,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.harness import dockerd, images, users  # noqa: E402
-from tests.harness.hub import Hub, bridge_gateway  # noqa: E402
+from tests.harness.hub import Hub  # noqa: E402
 from tests.harness.profiles import sample_profiles  # noqa: E402
 
 PHASES: dict[str, dict[str, dict]] = {}  # path -> container -> phase -> seconds
@@ -84,7 +84,7 @@ def floor_one(image: str, command: str, account, hub: Hub) -> float:
     prefix = f"/user/{account.pw_name}/"
     if command == "singleuser":
         env = {"JUPYTERHUB_API_TOKEN": "floor", "JUPYTERHUB_USER": account.pw_name,
-               "JUPYTERHUB_API_URL": f"http://{bridge_gateway()}:{hub.hub_port}/hub/api",
+               "JUPYTERHUB_API_URL": f"http://{hub.hub_ip}:{hub.hub_port}/hub/api",
                "JUPYTERHUB_SERVICE_PREFIX": prefix, "JUPYTERHUB_BASE_URL": "/",
                "JUPYTERHUB_SERVICE_URL": f"http://0.0.0.0:8888{prefix}", "HOME": account.pw_dir}
         how = [f"--user={account.pw_uid}:{account.pw_gid}", "-v", f"{account.pw_dir}:{account.pw_dir}",

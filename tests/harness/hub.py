@@ -1,8 +1,9 @@
 """A real JupyterHub with configurable-http-proxy and the profile spawner, for tests.
 
-The hub runs as root on this machine (it creates homes and drives the Docker engine), binds its
-API on the docker bridge gateway so user containers reach it, and keeps user servers across a
-restart (`cleanup_servers = False`), as the installed hub does.
+The hub runs as root on this machine (it creates homes and drives the Docker engine) and keeps
+user servers across a restart (`cleanup_servers = False`), as the installed hub does. Its API
+listens on the gateway of the harness's users' network (tests/harness/users_network.py), where
+the user containers run and the hub and proxy reach them at their own addresses.
 """
 import json
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 import requests
 
 from .cgroups import ensure_users_parent
+from .users_network import HARNESS_NETWORK, UsersNetwork, ensure_users_network
 
 CHP_CANDIDATES = (
     os.environ.get("JBM_CHP", ""),
@@ -35,7 +37,8 @@ def free_port() -> int:
 
 
 def bridge_gateway() -> str:
-    """The docker bridge's gateway address: where containers reach services on this machine."""
+    """The docker bridge's (docker0) gateway: where containers on the default network reach
+    this machine (the sandbox's CPython tarball). Hubs listen on their users' network."""
     out = subprocess.run(
         ["docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
         capture_output=True, text=True, check=True)
@@ -65,6 +68,13 @@ class Hub:
     # the users' parent cgroup (and its best-effort child), made here as the docker role makes
     # jupyterhub-users.slice on a server: QoS classes need the two levels
     users_cgroup: str = "jbm-users"
+    # the users' network (made here as the docker role makes it on a server): the hub API on
+    # its gateway, servers reached at their own address on it, no traffic between them
+    network: UsersNetwork = HARNESS_NETWORK
+
+    @property
+    def hub_ip(self) -> str:
+        return self.network.gateway
 
     @property
     def url(self) -> str:
@@ -79,7 +89,7 @@ class Hub:
         config.write_text(f"""
 c = get_config()  # noqa
 c.JupyterHub.bind_url = {self.url!r}
-c.JupyterHub.hub_ip = {bridge_gateway()!r}
+c.JupyterHub.hub_ip = {self.hub_ip!r}
 c.JupyterHub.hub_port = {self.hub_port}
 c.JupyterHub.db_url = "sqlite:///{self.workdir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "{self.workdir}/jupyterhub_cookie_secret"
@@ -96,6 +106,8 @@ c.JupyterHub.load_roles = [{{"name": "test-harness", "services": [{HARNESS_SERVI
 c.JupyterHub.spawner_class = "profilespawner.DockerSystemProfileSpawner"
 c.DockerSystemProfileSpawner.profiles_file = {str(self.profiles_file)!r}
 c.DockerSystemProfileSpawner.cgroup_parent = {ensure_users_parent(self.users_cgroup)!r}
+c.DockerSystemProfileSpawner.network_name = {ensure_users_network(self.network).name!r}
+c.DockerSystemProfileSpawner.use_internal_ip = True
 import profilespawner  # noqa: E402  (validate the profiles before anything starts, as installed)
 profilespawner.load_profiles_or_exit(c.DockerSystemProfileSpawner.profiles_file)
 c.Spawner.start_timeout = 120
@@ -103,7 +115,10 @@ c.Spawner.http_timeout = 120
 """ + self.extra_config)
         return config
 
-    def start(self, timeout: float = 60.0) -> "Hub":
+    def start(self, timeout: float | None = None) -> "Hub":
+        """Start and wait for the API; JBM_HUB_START_TIMEOUT (seconds, default 60) for slow
+        or busy machines."""
+        timeout = timeout or float(os.environ.get("JBM_HUB_START_TIMEOUT", "60"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.write_config()
         log = open(self.log_path, "ab")

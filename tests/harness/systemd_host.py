@@ -18,6 +18,13 @@ def keep_hosts() -> bool:
     return os.environ.get("JBM_KEEP_HOSTS", "") not in ("", "0")
 
 
+def reuse_hosts() -> bool:
+    """JBM_REUSE_HOSTS=1 (with JBM_KEEP_HOSTS=1, to iterate on tests) takes a running host
+    container of the same name as it is instead of starting a fresh one: its converges are
+    re-runs then, so a "first converge changes something" check does not hold."""
+    return os.environ.get("JBM_REUSE_HOSTS", "") not in ("", "0")
+
+
 CGROUP_CONTROLLERS = ("blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory",
                       "pids", "systemd", "unified")
 
@@ -94,6 +101,11 @@ def start_systemd_host(name: str, docker_inside: bool = False) -> SystemdHost:
     """Start (replacing any leftover of the same name) and wait for boot."""
     ensure_systemd_image()
     host = SystemdHost(name)
+    running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", name],
+                             capture_output=True, text=True).stdout.strip() == "true"
+    if reuse_hosts() and running:
+        host.wait_booted()
+        return host
     host.remove()
     subprocess.run(run_args(name, docker_inside), check=True, capture_output=True)
     host.wait_booted()

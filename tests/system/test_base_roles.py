@@ -29,6 +29,9 @@ HOST_NAME = "h4-base-roles"
 # The inner dockerd's bridge, fixed so it cannot collide with the machine's own 172.17.0.0/16.
 INNER_BRIDGE_IP = "10.213.7.1/24"
 INNER_BRIDGE_CIDR = "10.213.7.0/24"
+# The users' network (role docker), where user containers run and ufw lets in to the hub API.
+USERS_NETWORK = "jupyterhub-users"
+USERS_CIDR, USERS_GATEWAY = "10.213.8.0/24", "10.213.8.1"
 EXTRA_CA_SUBJECT = "jbm-h4-test-ca"
 
 
@@ -52,7 +55,8 @@ def base_vars(ca_dir: Path) -> dict:
     """The test site: the machine (172.17.0.1) is in the admin network; root may log in."""
     return {
         "admin_networks": ["172.17.0.0/16"],
-        "docker_bridge_cidr": INNER_BRIDGE_CIDR,
+        "docker_users_network_subnet": USERS_CIDR,
+        "docker_users_network_gateway": USERS_GATEWAY,
         "docker_daemon_options": {"bip": INNER_BRIDGE_IP},
         "sshd_allow_users": ["root", "alice"],
         "sshd_permit_root_login": "prohibit-password",
@@ -164,12 +168,14 @@ def test_ufw_drops_a_closed_port_and_lets_ssh_through(converged):
 
 def test_ufw_denies_internal_ports_to_containers_and_allows_the_hub_api(converged):
     rules = converged["host"].exec("ufw", "status").stdout
-    assert re.search(rf"^9945/tcp\s+DENY\s+{re.escape(INNER_BRIDGE_CIDR)}", rules, re.MULTILINE)
-    assert re.search(rf"^8081/tcp\s+ALLOW\s+{re.escape(INNER_BRIDGE_CIDR)}", rules, re.MULTILINE)
+    assert re.search(rf"^9945/tcp\s+DENY\s+{re.escape(USERS_CIDR)}", rules, re.MULTILINE)
+    hub_api = rf"^{re.escape(USERS_GATEWAY)} 8081/tcp\s+ALLOW\s+{re.escape(USERS_CIDR)}"
+    assert re.search(hub_api, rules, re.MULTILINE), rules
     assert re.search(r"^22/tcp\s+ALLOW\s+172\.17\.0\.0/16", rules, re.MULTILINE)
+    assert INNER_BRIDGE_CIDR not in rules, "docker0 is not where users' containers run"
     lines = rules.splitlines()
     deny_at = next(i for i, line in enumerate(lines) if line.startswith("9945/tcp"))
-    allow_at = next(i for i, line in enumerate(lines) if line.startswith("8081/tcp"))
+    allow_at = next(i for i, line in enumerate(lines) if re.match(hub_api, line))
     assert deny_at < allow_at
 
 
@@ -247,10 +253,10 @@ def ensure_inner_image(host) -> None:
 
 
 def test_users_containers_reach_the_hub_api_but_not_the_exporter(converged, base_image):
-    """From a container on the host's docker bridge to listeners on the host's bridge address."""
+    """From a container on the users' network to listeners on all the host's addresses."""
     host = converged["host"]
     ensure_inner_image(host)
-    gateway = INNER_BRIDGE_IP.split("/")[0]
+    gateway = USERS_GATEWAY
     for port in (8081, 9945):
         host.exec("sh", "-c", f"ss -ltn | grep -q ':{port} ' || nohup python3 -m http.server "
                   f"{port} --bind 0.0.0.0 >/dev/null 2>&1 &")
@@ -259,7 +265,8 @@ def test_users_containers_reach_the_hub_api_but_not_the_exporter(converged, base
              "then echo $port open; else echo $port closed; fi; done")
     answers = None
     for _ in range(3):  # the listeners may take a moment to bind
-        answers = host.exec("docker", "run", "--rm", BASE_IMAGE, "bash", "-c", probe).stdout
+        answers = host.exec("docker", "run", "--rm", "--network", USERS_NETWORK, BASE_IMAGE,
+                            "bash", "-c", probe).stdout
         if "8081 open" in answers:
             break
     assert "8081 open" in answers
@@ -378,6 +385,23 @@ UFW_HEADER = (
     "To                         Action      From\n"
     "--                         ------      ----\n"
 )
+
+
+def test_users_network_problems_name_each_variable_and_value():
+    check = load_filter("docker", "users_network").users_network_problems
+    assert check("10.250.0.0/16", "10.250.0.1", "jbm-users0", ["169.254.169.254/32"]) == []
+    problems = check("10.250.0.1/16", "10.251.0.1", "a-bridge-name-too-long", ["169.254.169.254/16"])
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("docker_users_network_subnet='10.250.0.1/16' is not an IPv4")
+    assert problems[1].startswith("docker_users_network_bridge='a-bridge-name-too-long'")
+    assert problems[2].startswith("docker_users_blocked_destinations[0]: '169.254.169.254/16'")
+    assert check("10.250.0.0/16", "10.251.0.1", "jbm-users0", []) == [
+        "docker_users_network_gateway='10.251.0.1' is not a host address of "
+        "docker_users_network_subnet='10.250.0.0/16'"]
+    assert check("10.250.0.0/16", "10.250.0.1", "jbm-users0", ["x"])[0].startswith(
+        "docker_users_blocked_destinations[0]: 'x' is not an IPv4 CIDR network")
+    assert check("10.250.0.0/30", "10.250.0.1", "jbm-users0", [])[0].startswith(
+        "docker_users_network_subnet='10.250.0.0/30' is too small")
 
 
 def test_stale_sources_are_the_tagged_rules_no_longer_wanted():

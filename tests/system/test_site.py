@@ -25,6 +25,7 @@ import yaml
 from profilespawner import qos
 from tests.harness.images import REVERSE_PROXY_IMAGE, ensure_reverse_proxy_image
 from tests.harness.systemd_host import SystemdHost, keep_hosts
+from tests.harness.users_network import METADATA, OUTSIDE_ADDRESS, Outside, http_probe, tcp_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_NAME = "jbm-h5-site"
@@ -61,7 +62,8 @@ def hub(site, sandbox):
     return {"base": base, "session": login(base), "host": host}
 
 
-def login(base: str, verify: bool | str = True) -> requests.Session:
+def login(base: str, verify: bool | str = True, user: str = USER,
+          password: str = PASSWORD) -> requests.Session:
     """A session of the PAM user, logged in through the hub's login form at `base`; `verify`
     is the CA file the server's certificate must chain to (for https)."""
     session = requests.Session()
@@ -69,7 +71,7 @@ def login(base: str, verify: bool | str = True) -> requests.Session:
     session.verify = verify
     session.get(base + "hub/login", timeout=10).raise_for_status()
     reply = session.post(base + "hub/login", timeout=30, allow_redirects=False,
-                         data={"username": USER, "password": PASSWORD, "_xsrf": xsrf(session)})
+                         data={"username": user, "password": password, "_xsrf": xsrf(session)})
     assert reply.status_code == 302, (
         f"login at {base} failed ({reply.status_code}): {reply.text[:500]}")
     return session
@@ -95,10 +97,10 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
     raise AssertionError(f"gave up waiting for {what} after {timeout:.0f} s ({last})")
 
 
-def lab_reachable(session: requests.Session, base: str) -> bool:
+def lab_reachable(session: requests.Session, base: str, user: str = USER) -> bool:
     """JupyterLab of the user answers at `base` (OAuth with the hub included)."""
-    reply = session.get(base + f"user/{USER}/lab", timeout=20)
-    return reply.status_code == 200 and f"/user/{USER}/lab" in reply.url and "JupyterLab" in reply.text
+    reply = session.get(base + f"user/{user}/lab", timeout=20)
+    return reply.status_code == 200 and f"/user/{user}/lab" in reply.url and "JupyterLab" in reply.text
 
 
 def spawn(session: requests.Session, base: str) -> None:
@@ -112,8 +114,8 @@ def inner_docker(host, *args, check=True):
     return host.exec("docker", *args, check=check)
 
 
-def inspect_container(host) -> dict:
-    return json.loads(inner_docker(host, "inspect", CONTAINER).stdout)[0]
+def inspect_container(host, name: str = CONTAINER) -> dict:
+    return json.loads(inner_docker(host, "inspect", name).stdout)[0]
 
 
 # --- the converge ------------------------------------------------------------------------------
@@ -209,6 +211,152 @@ def test_restarting_the_hub_keeps_the_users_container(hub):
     assert after["State"]["StartedAt"] == before["State"]["StartedAt"]
     wait_for(lambda: lab_reachable(hub["session"], hub["base"]), 120,
              f"{USER}'s JupyterLab after the hub restart")
+
+
+# --- private homes and state; the users' network; the engine's restart ---------------------------
+
+OTHER, OTHER_PASSWORD = "bob", "bob-Pa55word"
+OTHER_CONTAINER = f"jupyter-{OTHER}"
+USERS_NETWORK = "jupyterhub-users"            # docker_users_network (default)
+USERS_GATEWAY = "10.250.0.1"                  # docker_users_network_gateway (default)
+HUB_API_PORT = 8081
+SECOND_PORT = 9100          # a listener user A starts in their own container
+HOST_TEST_PORTS = (9300, 9200)   # listeners on all the host's addresses, never opened
+LAYER_FILE = "/etc/jbm-writable-layer-proof"  # in the container's writable layer, no mount
+
+
+def test_homes_and_the_hubs_state_are_private(hub):
+    host = hub["host"]
+    defs = host.exec("grep", "-E", r"^HOME_MODE\s", "/etc/login.defs").stdout.split()
+    assert defs == ["HOME_MODE", "0700"], defs
+    # alice was made by plain `useradd --create-home` after the converge
+    modes = host.exec("stat", "-c", "%a %U %n", f"/home/{USER}",
+                      "/var/lib/jupyterhub/jupyterhub.sqlite",
+                      "/var/lib/jupyterhub/jupyterhub_cookie_secret").stdout.splitlines()
+    assert modes == [f"700 {USER} /home/{USER}", "600 root /var/lib/jupyterhub/jupyterhub.sqlite",
+                     "600 root /var/lib/jupyterhub/jupyterhub_cookie_secret"], modes
+    unit = host.exec("systemctl", "show", "-p", "UMask", "jupyterhub").stdout.strip()
+    assert unit == "UMask=0077", unit
+
+
+@pytest.fixture(scope="module")
+def outside(hub):
+    """The internet and the metadata service stood in by a network namespace inside the host
+    (tests/harness/users_network.py): nothing leaves the machine."""
+    host = hub["host"]
+    subnet = inner_docker(host, "network", "inspect", USERS_NETWORK, "-f",
+                          "{{(index .IPAM.Config 0).Subnet}}").stdout.strip()
+    stand_in = Outside(sources=(subnet,), run=lambda argv: host.exec(*argv, check=False)).start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture(scope="module")
+def two_users(hub, sandbox):
+    """alice's server (spawned above) and bob's, spawned through the form as bob."""
+    host, base = hub["host"], hub["base"]
+    sandbox.create_user(host, OTHER, OTHER_PASSWORD)
+    session = login(base, user=OTHER, password=OTHER_PASSWORD)
+    if not lab_reachable(session, base, OTHER):
+        spawn(session, base)
+    wait_for(lambda: lab_reachable(session, base, OTHER), 240, f"{OTHER}'s JupyterLab")
+    wait_for(lambda: lab_reachable(hub["session"], base), 120, f"{USER}'s JupyterLab")
+    uids = {name: host.exec("id", "-u", name).stdout.strip() for name in (USER, OTHER)}
+    return {**hub, "other_session": session, "uids": uids}
+
+
+def container_ip(host, name: str) -> str:
+    return inspect_container(host, name)["NetworkSettings"]["Networks"][USERS_NETWORK]["IPAddress"]
+
+
+def probe_in(host, container: str, uid: str, command: list[str]) -> str:
+    """A probe run in a user's container as the user, as their notebook code would."""
+    done = inner_docker(host, "exec", "-u", uid, container, *command, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_users_are_isolated_on_the_network(two_users, outside):
+    host, uids = two_users["host"], two_users["uids"]
+    info = inspect_container(host)
+    assert list(info["NetworkSettings"]["Networks"]) == [USERS_NETWORK]
+    assert not info["HostConfig"]["PortBindings"], "no port may be published"
+    a_ip = container_ip(host, CONTAINER)
+    inner_docker(host, "exec", "-d", "-u", uids[USER], CONTAINER, "python3", "-m", "http.server",
+                 str(SECOND_PORT), "--bind", "0.0.0.0")
+    # the host (where the hub and the proxy run) reaches both of alice's ports ...
+    for port in (8888, SECOND_PORT):
+        wait_for(lambda: host.exec(*tcp_probe(a_ip, port)).stdout.strip() == "open", 30,
+                 f"alice's port {port} from the host", interval=1)
+    # ... bob's container reaches neither
+    for port in (8888, SECOND_PORT):
+        assert probe_in(host, OTHER_CONTAINER, uids[OTHER], tcp_probe(a_ip, port)) == "closed", port
+    # alice is still served through the proxy
+    assert lab_reachable(two_users["session"], two_users["base"])
+    # bob's container: the hub API on the gateway, and no other port of the host (a real
+    # listener on all the host's addresses, on an internal port and on a port never opened)
+    pids = [host.exec("sh", "-c", f"nohup python3 -m http.server {port} --bind 0.0.0.0 "
+                      ">/dev/null 2>&1 & echo $!").stdout.strip() for port in HOST_TEST_PORTS]
+    try:
+        for port in HOST_TEST_PORTS:
+            wait_for(lambda: host.exec(*tcp_probe("127.0.0.1", port)).stdout.strip() == "open",
+                     30, f"the host's test listener on {port}", interval=1)
+        api = f"{USERS_GATEWAY}:{HUB_API_PORT}"
+        assert probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(api, "hub/api")) == "open"
+        for port in HOST_TEST_PORTS:
+            answer = probe_in(host, OTHER_CONTAINER, uids[OTHER], tcp_probe(USERS_GATEWAY, port))
+            assert answer == "closed", (port, answer)
+    finally:
+        host.exec("kill", *pids, check=False)
+    # egress to "the internet" works; the metadata address is dropped on the way
+    out = probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(OUTSIDE_ADDRESS, "egress-bob"))
+    assert out == "open", out
+    metadata = probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(METADATA, "metadata-bob"))
+    assert metadata.startswith("closed"), metadata
+    log = outside.requests()
+    assert "/egress-bob" in log and "/metadata-bob" not in log, log
+
+
+def test_restarting_the_engine_keeps_every_server_its_layer_and_its_route(two_users):
+    host = two_users["host"]
+    inner_docker(host, "exec", "-u", "0", CONTAINER, "sh", "-c", f"echo kept > {LAYER_FILE}")
+    before = {name: inspect_container(host, name) for name in (CONTAINER, OTHER_CONTAINER)}
+    started = time.monotonic()
+    host.exec("systemctl", "restart", "docker")
+    restart_seconds = time.monotonic() - started
+    for name, old in before.items():
+        new = inspect_container(host, name)
+        assert (new["Id"], new["State"]["Running"], new["State"]["StartedAt"]) == (
+            old["Id"], True, old["State"]["StartedAt"]), name
+    assert inner_docker(host, "exec", CONTAINER, "cat", LAYER_FILE).stdout.strip() == "kept"
+    wait_for(lambda: lab_reachable(two_users["session"], two_users["base"]), 120,
+             f"{USER}'s JupyterLab after `systemctl restart docker` ({restart_seconds:.1f} s)")
+    # the users' network rules came back with the engine (PartOf=docker.service)
+    assert host.exec("systemctl", "is-active", "jupyterhub-users-firewall").stdout.strip() == "active"
+
+
+def test_egress_off_and_the_plays_docker_handler_keep_the_servers(site, sandbox, two_users, outside):
+    """One converge: docker_users_egress false, a daemon.json change (so the play's own
+    `Restart docker` handler runs) and a home made world-readable by hand (the role fixes it)."""
+    host, uids = two_users["host"], two_users["uids"]
+    host.exec("chmod", "0755", f"/home/{USER}")
+    before = inspect_container(host)
+    result = sandbox.converge(HOST_NAME, site["url"], extra_vars={
+        "docker_users_egress": False,
+        "docker_daemon_options": {"bip": "10.213.0.1/24", "max-concurrent-downloads": 4}})
+    assert result.returncode == 0, result.output[-6000:]
+    assert "docker : Restart docker" in result.changed_tasks, result.changed_tasks
+    after = inspect_container(host)
+    assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
+    assert inner_docker(host, "exec", CONTAINER, "cat", LAYER_FILE).stdout.strip() == "kept"
+    assert host.exec("stat", "-c", "%a", f"/home/{USER}").stdout.strip() == "700"
+    wait_for(lambda: lab_reachable(two_users["session"], two_users["base"]), 120,
+             f"{USER}'s JupyterLab after the docker handler")
+    api = f"{USERS_GATEWAY}:{HUB_API_PORT}"
+    assert probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(api, "hub/api")) == "open"
+    out = probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(OUTSIDE_ADDRESS, "egress-off"))
+    assert out.startswith("closed"), out
+    assert "/egress-off" not in outside.requests()
 
 
 def test_a_changed_setting_backs_up_the_old_installation_first(site, sandbox, hub):

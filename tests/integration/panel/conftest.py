@@ -15,7 +15,7 @@ import requests
 import yaml
 
 from tests.fakenvml import build as fakenvml
-from tests.harness.hub import Hub, bridge_gateway, free_port
+from tests.harness.hub import Hub, free_port
 from tests.harness.profiles import sample_profiles
 from tests.unit.panel.dashboard import render_prometheus_config
 
@@ -208,7 +208,7 @@ def prometheus(tmp_path_factory, exporter, panel_hub):
     config.write_text(render_prometheus_config(
         prometheus_scrape_interval="1s",
         hubmetrics_exporter_address=exporter.removeprefix("http://"),
-        jupyterhub_metrics_address=f"{bridge_gateway()}:{panel_hub.hub_port}",
+        jupyterhub_metrics_address=f"{panel_hub.hub_ip}:{panel_hub.hub_port}",
         jupyterhub_metrics_token_file=str(token_file)))
     port = free_port()
     log = open(work / "prometheus.log", "wb")

@@ -1,0 +1,54 @@
+"""Checks of the users' network variables for the docker role, on the standard library.
+
+WHY here: ansible.utils' ipaddr filters need `netaddr` on the controller; this one filter
+needs nothing and gives the messages the role's assert prints, each naming the variable.
+"""
+import ipaddress
+import re
+
+# Linux interface names: at most 15 bytes (IFNAMSIZ - 1), no '/', ':' or whitespace.
+BRIDGE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def users_network_problems(subnet, gateway, bridge, blocked):
+    """One message per bad value of the users' network settings ([] when all are good)."""
+    problems = []
+    network = None
+    try:
+        network = ipaddress.IPv4Network(str(subnet), strict=True)
+    except ValueError as error:
+        problems.append(f"docker_users_network_subnet={subnet!r} is not an IPv4 CIDR network "
+                        f"(e.g. 10.250.0.0/16): {error}")
+    if network is not None and network.num_addresses < 8:
+        problems.append(f"docker_users_network_subnet={subnet!r} is too small for user servers "
+                        f"(at most /29; one address per running server)")
+    try:
+        address = ipaddress.IPv4Address(str(gateway))
+        if network is not None and (address not in network or address in
+                                    (network.network_address, network.broadcast_address)):
+            problems.append(f"docker_users_network_gateway={gateway!r} is not a host address of "
+                            f"docker_users_network_subnet={subnet!r}")
+    except ValueError:
+        problems.append(f"docker_users_network_gateway={gateway!r} is not an IPv4 address "
+                        f"(e.g. 10.250.0.1)")
+    if not BRIDGE_NAME.match(str(bridge)):
+        problems.append(f"docker_users_network_bridge={bridge!r} is not an interface name "
+                        f"(1-15 letters, digits, '_', '.', '-')")
+    if isinstance(blocked, str) or not isinstance(blocked, (list, tuple)):
+        problems.append(f"docker_users_blocked_destinations must be a list of CIDR networks "
+                        f"(e.g. ['169.254.169.254/32']), got {blocked!r}")
+    else:
+        for index, value in enumerate(blocked):
+            try:
+                ipaddress.IPv4Network(str(value), strict=True)
+            except ValueError as error:
+                problems.append(f"docker_users_blocked_destinations[{index}]: {value!r} is not "
+                                f"an IPv4 CIDR network (e.g. 169.254.169.254/32): {error}")
+    return problems
+
+
+class FilterModule:
+    """Filters: users_network_problems."""
+
+    def filters(self):
+        return {"users_network_problems": users_network_problems}
