@@ -26,7 +26,7 @@ apt:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.installed: tests/requirements.txt spawner/pyproject.toml metrics/pyproject.toml | apt
+$(VENV)/.installed: tests/requirements.txt roles/hub/files/requirements.txt spawner/pyproject.toml metrics/pyproject.toml | apt
 	$(SYSTEM_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r tests/requirements.txt -e ./spawner -e ./metrics
 	touch $@
