@@ -4,53 +4,42 @@ The re-run is what an operator pays after every profile change, so it is compare
 floor measured in the same run: a playbook of one no-op task over the same docker connection
 to the same host (fact gathering and connection set-up only). Target: the re-run changes
 nothing and takes under 60 s.
-Run: `python tests/benchmarks/bench_converge.py [--keep]` (uses ansible/sandbox/sandbox.py).
+Run: `python tests/benchmarks/bench_converge.py [--keep]` (uses tests/harness/sandbox.py).
 """
 import argparse
-import importlib.util
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.harness import playbooks, sandbox  # noqa: E402
+from tests.harness.hub import bridge_gateway  # noqa: E402
+
 HOST_NAME = "jbm-bench-converge"
 RERUN_TARGET_SECONDS = 60.0
 
 
-def load_sandbox():
-    spec = importlib.util.spec_from_file_location("jbm_sandbox", ROOT / "ansible/sandbox/sandbox.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def noop_floor(sandbox, container: str) -> float:
+def noop_floor(container: str) -> float:
     """Seconds of a one-task playbook (facts + a ping) against the same host and inventory."""
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as play:
-        play.write("- hosts: jupyterhub\n  tasks:\n    - ansible.builtin.ping:\n")
-    try:
-        start = time.monotonic()
-        subprocess.run([sandbox.ansible_playbook(), "-i", str(sandbox.INVENTORY), play.name,
-                        "-e", json.dumps({"jbm_sandbox_container": container,
-                                          "jbm_python_source_url": "unused"})],
-                       check=True, capture_output=True, cwd=ROOT,
-                       env={**os.environ, "ANSIBLE_CONFIG": str(sandbox.ANSIBLE_CFG)})
-        return time.monotonic() - start
-    finally:
-        os.unlink(play.name)
+    with tempfile.TemporaryDirectory() as workdir:
+        play = Path(workdir) / "ping.yml"
+        play.write_text("- hosts: jupyterhub\n  tasks:\n    - ansible.builtin.ping:\n")
+        run = playbooks.run_playbook(Path(workdir), sandbox.INVENTORY,
+                                     {"jbm_sandbox_container": container, "jbm_python_source_url": "unused"},
+                                     play, config=playbooks.ANSIBLE_CFG)
+        assert run.returncode == 0, run.output[-3000:]
+        return run.seconds
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the host container afterwards")
     args = parser.parse_args(argv)
-    sandbox = load_sandbox()
     tarball = sandbox.ensure_python_tarball()
-    server, base_url = sandbox.serve_directory(tarball.parent, sandbox.bridge_gateway())
+    server, base_url = sandbox.serve_directory(tarball.parent, bridge_gateway())
     host = sandbox.start_host(HOST_NAME)
     try:
         url = f"{base_url}/{tarball.name}"
@@ -59,7 +48,7 @@ def main(argv=None) -> int:
             print(first.output[-4000:], file=sys.stderr)
             return 1
         rerun = sandbox.converge(HOST_NAME, url)
-        floor = noop_floor(sandbox, HOST_NAME)
+        floor = noop_floor(HOST_NAME)
     finally:
         server.shutdown()
         if not args.keep:

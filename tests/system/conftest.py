@@ -1,27 +1,16 @@
-"""Fixtures of the system tests: the sandbox script's functions (one source for starting a
-systemd host container and converging site.yml into it) and the CPython tarball they need."""
-import importlib.util
-from pathlib import Path
-
+"""Fixtures of the system tests: the sandbox functions (tests/harness/sandbox.py, which `make
+sandbox` uses too: one source for starting a systemd host container and converging site.yml
+into it) and the CPython tarball they need."""
 import pytest
 
+from tests.harness import sandbox as sandbox_module
 from tests.harness.hub import bridge_gateway
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_sandbox():
-    spec = importlib.util.spec_from_file_location(
-        "jbm_sandbox", ROOT / "ansible" / "sandbox" / "sandbox.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """ansible/sandbox/sandbox.py as a module (start_host, converge, create_user, ...)."""
-    return _load_sandbox()
+    """tests/harness/sandbox.py (start_host, converge, create_user, ...)."""
+    return sandbox_module
 
 
 @pytest.fixture(scope="session")

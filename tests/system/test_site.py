@@ -698,14 +698,3 @@ def test_optional_prometheus_scrapes_the_exporter_and_the_hub(site, sandbox):
         wait_for(both_up, 120, "Prometheus scraping the exporter and the hub")
     except AssertionError as error:
         raise AssertionError(f"{error}; last targets: {targets}") from None
-
-
-# --- lint ------------------------------------------------------------------------------------------
-
-def test_ansible_lint_production_profile_is_clean(sandbox):
-    lint = Path(sandbox.ansible_playbook()).with_name("ansible-lint")
-    result = subprocess.run([str(lint) if lint.exists() else "ansible-lint", "--nocolor",
-                             "--profile", "production", "ansible/site.yml", "roles"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible/ansible.cfg")})
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
