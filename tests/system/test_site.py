@@ -220,6 +220,7 @@ OTHER_CONTAINER = f"jupyter-{OTHER}"
 USERS_NETWORK = "jupyterhub-users"            # docker_users_network (default)
 USERS_GATEWAY = "10.250.0.1"                  # docker_users_network_gateway (default)
 HUB_API_PORT = 8081
+PUBLIC_PORT = 8000           # the sandbox serves in local mode on 0.0.0.0:8000, open to "any"
 SECOND_PORT = 9100          # a listener user A starts in their own container
 HOST_TEST_PORTS = (9300, 9200)   # listeners on all the host's addresses, never opened
 LAYER_FILE = "/etc/jbm-writable-layer-proof"  # in the container's writable layer, no mount
@@ -303,7 +304,9 @@ def test_users_are_isolated_on_the_network(two_users, outside):
                      30, f"the host's test listener on {port}", interval=1)
         api = f"{USERS_GATEWAY}:{HUB_API_PORT}"
         assert probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(api, "hub/api")) == "open"
-        for port in HOST_TEST_PORTS:
+        # the hub's public port answers on every host address, the gateway's too (from the host)
+        assert host.exec(*tcp_probe(USERS_GATEWAY, PUBLIC_PORT)).stdout.strip() == "open"
+        for port in (*HOST_TEST_PORTS, PUBLIC_PORT):
             answer = probe_in(host, OTHER_CONTAINER, uids[OTHER], tcp_probe(USERS_GATEWAY, port))
             assert answer == "closed", (port, answer)
     finally:
@@ -387,6 +390,7 @@ TLS_DIR = "/etc/jupyterhub/tls"       # the folder of the default jupyterhub_htt
 EXAMPLES_DIR = "/etc/jupyterhub/reverse-proxy-examples"   # jupyterhub_reverse_proxy_examples_dir
 PROXY_NAME = "jbm-h5-reverse-proxy"
 PUBLIC_RULE = "# jupyterhub-baremetal public"   # the firewall role's comment on the public rules
+USERS_PUBLIC_DENIAL = "jupyterhub-baremetal containers denied the public ports"  # and on their denials
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455
 
 
@@ -488,6 +492,12 @@ def test_https_mode_opens_only_the_https_port(https_mode):
     assert public_rules(https_mode["host"]) == [
         f"443/tcp ALLOW Anywhere {PUBLIC_RULE} (https)",
         f"443/tcp (v6) ALLOW Anywhere (v6) {PUBLIC_RULE} (https)"]
+    # ... and denies it (first, before the allows) to the users' network: not 8000 any more
+    status = https_mode["host"].exec("ufw", "status").stdout
+    rules = [" ".join(line.split()) for line in status.splitlines()]
+    denials = [i for i, rule in enumerate(rules) if rule.endswith(f"# {USERS_PUBLIC_DENIAL}")]
+    assert [rules[i].split()[:3] for i in denials] == [["443/tcp", "DENY", "10.250.0.0/16"]], rules
+    assert denials[0] < rules.index(f"443/tcp ALLOW Anywhere {PUBLIC_RULE} (https)")
 
 
 def test_rerun_in_https_mode_with_the_grafana_files_changes_nothing(https_mode):
