@@ -200,6 +200,28 @@ def test_user_logs_in_and_spawns_a_limited_container_under_the_slice(hub):
     assert hog.returncode == 137, (hog.returncode, hog.stdout, hog.stderr)
 
 
+def test_the_users_server_runs_with_least_privilege_and_a_bounded_disk(hub):
+    """On the converged host: no capabilities, no-new-privileges, a read-only image and /tmp a
+    tmpfs (the writable layer cannot fill the disk), checked from inside as the user."""
+    session, base, host = hub["session"], hub["base"], hub["host"]
+    if not lab_reachable(session, base):
+        spawn(session, base)
+    wait_for(lambda: lab_reachable(session, base), 240, f"{USER}'s JupyterLab through the proxy")
+    hc = inspect_container(host)["HostConfig"]
+    assert hc["CapDrop"] == ["ALL"] and not hc["CapAdd"], (hc["CapDrop"], hc["CapAdd"])
+    assert "no-new-privileges" in hc["SecurityOpt"], hc["SecurityOpt"]
+    assert hc["ReadonlyRootfs"] is True
+    assert "/tmp" in hc["Tmpfs"], hc["Tmpfs"]
+    uid = host.exec("id", "-u", USER).stdout.strip()
+    status = dict(line.split(":\t", 1) for line in inner_docker(
+        host, "exec", "-u", uid, CONTAINER, "cat", "/proc/self/status").stdout.splitlines() if ":\t" in line)
+    assert status["NoNewPrivs"].strip() == "1" and int(status["CapBnd"], 16) == 0, status
+    written = inner_docker(host, "exec", "-u", uid, CONTAINER, "sh", "-c",
+                           "echo x > /usr/local/made-by-user", check=False)
+    assert written.returncode != 0 and "Read-only file system" in written.stderr, written
+    assert inner_docker(host, "exec", CONTAINER, "stat", "-f", "-c", "%T", "/tmp").stdout.strip() == "tmpfs"
+
+
 def test_restarting_the_hub_keeps_the_users_container(hub):
     host = hub["host"]
     before = inspect_container(host)
@@ -223,7 +245,7 @@ HUB_API_PORT = 8081
 PUBLIC_PORT = 8000           # the sandbox serves in local mode on 0.0.0.0:8000, open to "any"
 SECOND_PORT = 9100          # a listener user A starts in their own container
 HOST_TEST_PORTS = (9300, 9200)   # listeners on all the host's addresses, never opened
-LAYER_FILE = "/etc/jbm-writable-layer-proof"  # in the container's writable layer, no mount
+LAYER_FILE = "/tmp/jbm-container-state-proof"  # the container's own tmpfs /tmp: lost if it were restarted
 
 
 def test_homes_and_the_hubs_state_are_private(hub):
@@ -322,7 +344,8 @@ def test_users_are_isolated_on_the_network(two_users, outside):
 
 def test_restarting_the_engine_keeps_every_server_its_layer_and_its_route(two_users):
     host = two_users["host"]
-    inner_docker(host, "exec", "-u", "0", CONTAINER, "sh", "-c", f"echo kept > {LAYER_FILE}")
+    inner_docker(host, "exec", "-u", host.exec("id", "-u", USER).stdout.strip(), CONTAINER, "sh", "-c",
+                 f"echo kept > {LAYER_FILE}")
     before = {name: inspect_container(host, name) for name in (CONTAINER, OTHER_CONTAINER)}
     started = time.monotonic()
     host.exec("systemctl", "restart", "docker")
