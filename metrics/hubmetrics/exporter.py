@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(a few files per user), /proc (every process), or auto (default): slices where "
                         "systemd runs the host")
     p.add_argument("--home-filesystem", default=os.environ.get("HUBMETRICS_HOME_FILESYSTEM", ""), metavar="PATH",
-                   help="mount point of the homes' filesystem whose user quotas are read with repquota "
+                   help="mount point of the homes' filesystem whose user quotas are read (quotactl) "
                         "(jupyterhub_user_home_bytes, jupyterhub_user_home_quota_bytes; default "
                         "$HUBMETRICS_HOME_FILESYSTEM, which the quotas role sets; empty: none)")
     p.add_argument("--run-root", default="/run", help="where systemd's runtime marker systemd/system is (default /run)")

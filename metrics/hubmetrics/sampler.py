@@ -42,8 +42,8 @@ class SamplerConfig:
     run_root: str = "/run"   # where systemd's marker (systemd/system) is looked for
     user_processes: str = "auto"   # "slices" (systemd user slices), "proc", or "auto": slices on systemd
     limits_every: int = 12   # re-read a container's limits every N samples (they change on docker update)
-    home_filesystem: str = ""   # mount point whose user quotas are read (repquota); "": none
-    homes_every: int = 6     # re-read the homes' use every N samples (a repquota run each)
+    home_filesystem: str = ""   # mount point whose user quotas are read (hubmetrics.homes); "": none
+    homes_every: int = 6     # re-read the homes' use every N samples (a walk of every uid's quota)
 
     def __post_init__(self):
         if self.user_processes not in USER_PROCESSES:
