@@ -58,6 +58,16 @@ def families(snap: Snapshot) -> list[Metric]:
             proc_pss.add_metric([u.name], u.process_memory_pss_bytes)
     out += [proc_cpu, proc_pss]
 
+    # --- per user: their home (the homes' filesystem's user quota; absent unless it is read) ---
+    if snap.homes:
+        home = _gauge("jupyterhub_user_home_bytes", "Bytes of the user's files on the homes' filesystem (its quota accounting).", U)
+        quota = _gauge("jupyterhub_user_home_quota_bytes", "The user's quota on the homes' filesystem (absent: none).", U)
+        for h in snap.homes:
+            home.add_metric([h.user], h.used_bytes)
+            if h.quota_bytes:
+                quota.add_metric([h.user], h.quota_bytes)
+        out += [home, quota]
+
     # --- per user per GPU ---
     if snap.host.nvml_available:
         gmem = _gauge("jupyterhub_user_gpu_memory_used_bytes", "GPU memory used by the user's processes.", UG)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -135,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where users' processes outside containers are read: their systemd user slices "
                         "(a few files per user), /proc (every process), or auto (default): slices where "
                         "systemd runs the host")
+    p.add_argument("--home-filesystem", default=os.environ.get("HUBMETRICS_HOME_FILESYSTEM", ""), metavar="PATH",
+                   help="mount point of the homes' filesystem whose user quotas are read (quotactl) "
+                        "(jupyterhub_user_home_bytes, jupyterhub_user_home_quota_bytes; default "
+                        "$HUBMETRICS_HOME_FILESYSTEM, which the quotas role sets; empty: none)")
     p.add_argument("--run-root", default="/run", help="where systemd's runtime marker systemd/system is (default /run)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         build_parser().error(f"--pss-every {args.pss_every}: expected a whole number >= 1")
     config = SamplerConfig(cgroup_root=args.cgroup_root, proc_root=args.proc_root, min_uid=args.min_uid,
                            pss_every=args.pss_every, user_processes=args.user_processes,
-                           run_root=args.run_root)
+                           run_root=args.run_root, home_filesystem=args.home_filesystem)
     if args.once:
         from .containers import ContainerDirectory
         sampler = Sampler(config, directory=ContainerDirectory(watch_events=False))

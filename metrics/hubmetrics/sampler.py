@@ -18,11 +18,11 @@ from typing import Callable, Iterable
 
 import psutil
 
-from . import cgroups, ooms, procs, slices
+from . import cgroups, homes, ooms, procs, slices
 from .containers import ContainerDirectory
 from .counters import CounterState, advance
 from .nvml import Nvml, NvmlReading
-from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, Host, OomEvent,
+from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, HomeUsage, Host, OomEvent,
                        Snapshot, UserGpu, UserSample)
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ class SamplerConfig:
     run_root: str = "/run"   # where systemd's marker (systemd/system) is looked for
     user_processes: str = "auto"   # "slices" (systemd user slices), "proc", or "auto": slices on systemd
     limits_every: int = 12   # re-read a container's limits every N samples (they change on docker update)
+    home_filesystem: str = ""   # mount point whose user quotas are read (hubmetrics.homes); "": none
+    homes_every: int = 6     # re-read the homes' use every N samples (a walk of every uid's quota)
 
     def __post_init__(self):
         if self.user_processes not in USER_PROCESSES:
@@ -139,7 +141,8 @@ class Sampler:
     """Owns the state kept between samples; `sample()` returns a new Snapshot each call."""
 
     def __init__(self, config: SamplerConfig = SamplerConfig(), directory: ContainerDirectory | None = None,
-                 nvml: Nvml | None = None, clock: Callable[[], float] = time.time):
+                 nvml: Nvml | None = None, clock: Callable[[], float] = time.time,
+                 read_homes: Callable[[str], dict] = homes.read_home_quotas):
         self.config = config
         self.directory = directory if directory is not None else ContainerDirectory()
         self.nvml = nvml if nvml is not None else Nvml()
@@ -152,7 +155,9 @@ class Sampler:
         self._oom_counters = CounterState()
         self._oom_marks: dict[str, ooms.OomMark] = {}
         self._recent_ooms: dict[str, tuple[OomEvent, ...]] = {}
-        self._errors = {source: 0 for source in SOURCES}
+        self._errors = {source: 0 for source in SOURCES + (("homes",) if config.home_filesystem else ())}
+        self._read_homes = read_homes
+        self._homes: tuple[tuple[HomeUsage, ...], bool] = ((), False)
         self._names: dict[int, str] = {}
         self._sample_no = 0
         self._host_memory = 0
@@ -206,6 +211,7 @@ class Sampler:
         if not cgroups_ok:
             self._errors["cgroups"] += 1
 
+        home_usage, homes_ok = self._home_usage()
         host = Host(cpus=psutil.cpu_count() or os.cpu_count() or 0,
                     memory_total_bytes=mem.get("MemTotal", 0),
                     memory_available_bytes=mem.get("MemAvailable", mem.get("MemFree", 0)),
@@ -213,7 +219,8 @@ class Sampler:
                     nvml_available=gpu.up)
         health = Health(
             sample_duration_seconds=time.perf_counter() - started,
-            source_up=(("cgroups", cgroups_ok), ("docker", self.directory.up), ("nvml", gpu.up)),
+            source_up=(("cgroups", cgroups_ok), ("docker", self.directory.up), ("nvml", gpu.up))
+            + ((("homes", homes_ok),) if cfg.home_filesystem else ()),
             errors_total=tuple(sorted(self._errors.items())),
             cgroup_mode=self._mode,
             process_source=self.process_source,
@@ -221,7 +228,26 @@ class Sampler:
         return Snapshot(time=self._clock(), host=host, containers=tuple(containers),
                         users=build_users(containers, container_cpu, outside, process_cpu, user_gpus,
                                           oom_kills, self._recent_ooms),
-                        gpus=gpu.devices, user_gpus=user_gpus, health=health)
+                        gpus=gpu.devices, user_gpus=user_gpus, health=health, homes=home_usage)
+
+    def _home_usage(self) -> tuple[tuple[HomeUsage, ...], bool]:
+        """Users' (uid >= min_uid) use and quota on home_filesystem, re-read every homes_every
+        samples (the last reading in between); ((), True) when no filesystem is configured."""
+        cfg = self.config
+        if not cfg.home_filesystem:
+            return (), True
+        if (self._sample_no - 1) % max(1, cfg.homes_every) == 0:
+            try:
+                found = self._read_homes(cfg.home_filesystem)
+            except OSError as e:
+                log.warning("homes: %s", e)
+                self._errors["homes"] += 1
+                self._homes = ((), False)
+            else:
+                self._homes = (tuple(sorted((HomeUsage(_username(uid, self._names), used, quota)
+                                             for uid, (used, quota) in found.items() if uid >= cfg.min_uid),
+                                            key=lambda h: h.user)), True)
+        return self._homes
 
     def _outside_processes(self) -> tuple[list[tuple[str, int, int]], dict]:
         """Users' processes outside containers: (user, memory, count) rows and the CPU counters'

@@ -110,6 +110,14 @@ class UserGpu:
 
 
 @dataclass(frozen=True)
+class HomeUsage:
+    """One user's files on the homes' filesystem (its user quota, hubmetrics.homes)."""
+    user: str
+    used_bytes: int
+    quota_bytes: int = 0   # the hard block limit, else the soft one; 0: no quota
+
+
+@dataclass(frozen=True)
 class Host:
     cpus: int
     memory_total_bytes: int
@@ -141,6 +149,7 @@ class Snapshot:
     gpus: tuple[GpuDevice, ...] = ()
     user_gpus: tuple[UserGpu, ...] = ()
     health: Health = field(default_factory=Health)
+    homes: tuple[HomeUsage, ...] = ()   # empty unless the exporter reads a homes' filesystem
 
     def to_json(self) -> dict:
         """The `/api/snapshot` document, exactly as docs/contracts.md describes it."""
@@ -162,6 +171,7 @@ class Snapshot:
                  "utilization_ratio": g.utilization_ratio}
                 for g in self.gpus
             ],
+            "homes": {h.user: {"used_bytes": h.used_bytes, "quota_bytes": h.quota_bytes} for h in self.homes},
             "stale": {source: not up for source, up in self.health.source_up},
             "process_source": self.health.process_source,
         }

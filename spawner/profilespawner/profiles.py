@@ -21,11 +21,15 @@ from .sizes import SizeError, format_size, parse_size
 DEFAULT_HOME = "/home/{username}"
 USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string", "max_preallocate",
              "data_mounts")
-RESOURCE_KEYS = ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee", "gpus", "description", "tmp_size")
+RESOURCE_KEYS = ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee", "gpus", "description", "tmp_size",
+                 "disk_quota")
 IMAGE_KEYS = ("image", "description", "allow_privilege_escalation", "cap_add", "read_only_root")
 DATA_MOUNT_KEYS = ("host_path", "container_path", "rw")
 # the smallest /tmp a resource profile may set (a tmpfs needs at least a page; less is a typo)
 MIN_TMP_SIZE = 1024**2
+# the smallest home quota a resource profile may set (less cannot hold a notebook's checkpoints;
+# it is a typo such as 20 for 20G)
+MIN_DISK_QUOTA = 1024**2
 # container paths a data mount may not cover: the root, what the spawner or Docker mounts itself
 RESERVED_CONTAINER_PATHS = ("/", "/tmp", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/lib", "/sbin")
 # Linux capabilities an image profile may add back (Docker's names, without CAP_)
@@ -65,6 +69,9 @@ class ResourceProfile:
     # size of the server's /tmp (a tmpfs, charged to its memory); None: request.DEFAULT_TMP_FRACTION
     # of the spawn's mem_limit
     tmp_size: Optional[int] = None
+    # bytes the user's files may take on the homes' filesystem (a user quota the spawner sets at
+    # each start, profilespawner.quota); None: the spawner leaves the user's quota alone
+    disk_quota: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -216,11 +223,14 @@ def _resources(data, problems):
             problems.append(f"{path}.description: {desc!r} is not a string")
             ok = False
         tmp_size = _tmp_size(spec, path, mem if ok else None, problems)
-        if ok and cpu_floor is not None and mem_floor is not None and tmp_size is not False:
+        disk_quota = _disk_quota(spec, path, problems)
+        if ok and cpu_floor is not None and mem_floor is not None and tmp_size is not False \
+                and disk_quota is not False:
             if not desc:
-                desc = f"{cpu:g} CPU, {format_size(mem)}B RAM" + (f", {gpus} GPU" if gpus else "")
+                desc = f"{cpu:g} CPU, {format_size(mem)}B RAM" + (f", {gpus} GPU" if gpus else "") \
+                    + (f", {format_size(disk_quota)}B home" if disk_quota else "")
             result[str(name)] = ResourceProfile(str(name), float(cpu), mem, gpus, desc,
-                                                float(cpu_floor), mem_floor, tmp_size)
+                                                float(cpu_floor), mem_floor, tmp_size, disk_quota)
     return result
 
 
@@ -238,6 +248,22 @@ def _tmp_size(spec, path, mem_limit, problems):
     if size < MIN_TMP_SIZE or (mem_limit is not None and size > mem_limit):
         problems.append(f"{path}.tmp_size: {spec['tmp_size']!r} is not a valid /tmp size; allowed: 1M to {top} "
                         "(/tmp is kept in memory and counts against mem_limit)")
+        return False
+    return size
+
+
+def _disk_quota(spec, path, problems):
+    """The profile's home quota in bytes: None when not set, False when invalid."""
+    if "disk_quota" not in spec:
+        return None
+    allowed = "a size of at least 1M such as 20G (the user's files on the homes' filesystem)"
+    try:
+        size = parse_size(spec["disk_quota"])
+    except SizeError as e:
+        problems.append(f"{path}.disk_quota: {e}; allowed: {allowed}")
+        return False
+    if size < MIN_DISK_QUOTA:
+        problems.append(f"{path}.disk_quota: {spec['disk_quota']!r} is below 1M; allowed: {allowed}")
         return False
     return size
 

@@ -17,7 +17,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default, validate
 
-from . import dockerargs, labels
+from . import dockerargs, labels, quota
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import LOADED, oversize_warnings
@@ -27,7 +27,7 @@ from .gpus import free_gpus
 from .profiles import effective_profile, load_profiles
 from .request import build_request, plan_spawn
 from .running import RunningServer, running_servers
-from .sizes import SizeError, parse_size
+from .sizes import SizeError, format_size, parse_size
 
 # held while a spawn is admitted (capacity and GPUs chosen), so concurrent spawns cannot both
 # take the last free guarantee or GPU; not held across `docker create`, which would serialize
@@ -276,6 +276,25 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                                      "(the hub must run as root to create homes)") from None
         self.log.info("Created home %s for %s (mode %o)", path, self.user.name, self.home_mode)
 
+    async def _apply_disk_quota(self, account, profile, home):
+        """The resource profile's disk_quota as the user's limit on the home's filesystem, set at
+        every start (so a changed profile takes effect). Without disk_quota the user's limit is
+        left as it is. A filesystem without user quotas refuses the spawn (HTTP 500 naming the
+        profile, the home and what to do): never a silently unlimited home."""
+        if profile.disk_quota is None:
+            return
+        try:
+            filesystem = await asyncio.to_thread(quota.apply_quota, account.pw_uid, profile.disk_quota, home)
+        except quota.QuotaError as e:
+            raise web.HTTPError(
+                500,
+                f"Resource profile {profile.name!r} sets disk_quota {format_size(profile.disk_quota)}, which "
+                f"cannot be applied to the home {home} of {account.pw_name!r}: {e.message}. An administrator "
+                f"must {quota.HOW_TO_ENABLE.format(path=e.filesystem)}.",
+            ) from None
+        self.log.info("Home quota of %s: %sB on %s (resource profile %s)", account.pw_name,
+                      format_size(profile.disk_quota), filesystem, profile.name)
+
     def _validated_request(self):
         """(account, effective profile, SpawnRequest) or HTTPError: 403 no account, 400 bad option."""
         account = self._account()
@@ -298,6 +317,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         self.host_homedir_format_string = home
         self.image_homedir_format_string = home  # same path inside: absolute paths keep working
         self._ensure_home(account, self.host_homedir)
+        await self._apply_disk_quota(account, self.profiles.resources[req.resource_profile], self.host_homedir)
         self.image = req.image
         if not self._base_notebook_dir:
             self.notebook_dir = self.homedir

@@ -52,6 +52,18 @@ def usage_view(snapshot, history, user):
     return view
 
 
+def home_view(snapshot, user):
+    """The user's files on the homes' filesystem and their quota (0: none), or None when the
+    exporter reads no homes' filesystem or knows nothing of the user. Shown with or without a
+    running server: the home is there either way."""
+    if snapshot is None:
+        return None
+    home = snapshot.get("homes", {}).get(user)
+    if home is None:
+        return None
+    return {"used_bytes": home.get("used_bytes", 0), "quota_bytes": home.get("quota_bytes", 0)}
+
+
 def size_text(n):
     """Bytes as people read a limit: 2 GiB, 512 MiB, 1.5 GiB."""
     value, unit = float(n or 0), "B"
@@ -92,6 +104,7 @@ def me_view(snapshot, history, user, error=None):
     return {
         "user": user,
         "usage": usage_view(snapshot, history, user),
+        "home": home_view(snapshot, user),
         "history": [p.as_dict() for p in history.points(user)],
         "host": host_view(snapshot),
         **_status(snapshot, error),

@@ -11,8 +11,8 @@ from hubmetrics.collector import SnapshotCollector
 from hubmetrics.exporter import make_registry
 from hubmetrics.nvml import Nvml
 from hubmetrics.sampler import Sampler, SamplerConfig
-from hubmetrics.snapshot import (CgroupStats, ContainerInfo, ContainerSample, GpuDevice, Health, Host, Snapshot,
-                                 UserGpu, UserSample)
+from hubmetrics.snapshot import (CgroupStats, ContainerInfo, ContainerSample, GpuDevice, Health, HomeUsage, Host,
+                                 Snapshot, UserGpu, UserSample)
 
 PROMTOOL = shutil.which("promtool")
 
@@ -33,6 +33,7 @@ def gpu_snapshot() -> Snapshot:
         user_gpus=(UserGpu("alice", "0", 2 ** 30, 0.5),),
         health=Health(0.01, (("cgroups", True), ("docker", True), ("nvml", True)),
                       (("cgroups", 0), ("docker", 2), ("nvml", 0)), "v2"),
+        homes=(HomeUsage("alice", 3 * 2 ** 20, 20 * 2 ** 30), HomeUsage("carol", 4096, 0)),
     )
 
 
@@ -65,6 +66,7 @@ def test_every_promised_series_is_there():
         "jupyterhub_gpu_utilization_ratio", "jupyterhub_gpu_memory_used_bytes", "jupyterhub_gpu_memory_total_bytes",
         "hubmetrics_sample_duration_seconds", "hubmetrics_sample_errors_total", "hubmetrics_source_up",
         "hubmetrics_nvml_up", "hubmetrics_last_sample_timestamp_seconds",
+        "jupyterhub_user_home_bytes", "jupyterhub_user_home_quota_bytes",
     ]:
         assert name in names, name
     assert got[("jupyterhub_user_cpu_seconds_total", (("user", "alice"),))] == 12.5
@@ -76,6 +78,10 @@ def test_every_promised_series_is_there():
     assert got[("jupyterhub_host_gpus_free", ())] == 1
     assert got[("hubmetrics_sample_errors_total", (("source", "docker"),))] == 2
     assert got[("hubmetrics_nvml_up", ())] == 1
+    assert got[("jupyterhub_user_home_bytes", (("user", "alice"),))] == 3 * 2 ** 20
+    assert got[("jupyterhub_user_home_quota_bytes", (("user", "alice"),))] == 20 * 2 ** 30
+    assert got[("jupyterhub_user_home_bytes", (("user", "carol"),))] == 4096
+    assert ("jupyterhub_user_home_quota_bytes", (("user", "carol"),)) not in got  # no quota: absent, not 0
     # no limit in the cgroup: the series is absent rather than a made-up number
     assert not any(name == "jupyterhub_container_memory_limit_bytes" for name, _ in got)
 

@@ -97,3 +97,14 @@ def test_sizes_read_as_people_write_limits():
     assert views.size_text(2 << 30) == "2 GiB"
     assert views.size_text(1536 << 20) == "1.5 GiB"
     assert views.size_text(64 << 20) == "64 MiB"
+
+
+def test_me_shows_the_users_home_against_its_quota_with_or_without_a_server():
+    snap = {**SNAP, "homes": {"alice": {"used_bytes": 3 << 20, "quota_bytes": 20 << 30},
+                              "carol": {"used_bytes": 4096, "quota_bytes": 0}, "bob": {"used_bytes": 777013}}}
+    assert views.me_view(snap, history(), "alice")["home"] == {"used_bytes": 3 << 20, "quota_bytes": 20 << 30}
+    carol = views.me_view(snap, history(), "carol")   # no server: the home is still shown
+    assert carol["usage"] is None and carol["home"] == {"used_bytes": 4096, "quota_bytes": 0}
+    assert "777013" not in json.dumps(carol)   # nobody else's home
+    assert views.me_view(SNAP, history(), "alice")["home"] is None   # the exporter reads no homes
+    assert views.me_view(None, History(2), "alice")["home"] is None

@@ -128,7 +128,7 @@ def test_unknown_keys_named():
     data["user_profiles"]["alice"]["allowed_resource"] = ["Tiny"]
     data["resource_profiles"]["Tiny"]["memory"] = "1G"
     msgs = problems_of(data)
-    assert "resource_profiles.Tiny.memory: unknown key; allowed: cpu_limit, mem_limit, cpu_guarantee, mem_guarantee, gpus, description, tmp_size" in msgs
+    assert "resource_profiles.Tiny.memory: unknown key; allowed: cpu_limit, mem_limit, cpu_guarantee, mem_guarantee, gpus, description, tmp_size, disk_quota" in msgs
     assert any(m.startswith("user_profiles.alice.allowed_resource: unknown key") for m in msgs)
 
 

@@ -138,3 +138,47 @@ async def test_ready_wait_keeps_waiting_through_server_errors():
             f"http://127.0.0.1:{port}/user/a/", budget=0.5) is False
     finally:
         stop()
+
+
+def quota_probe(monkeypatch, outcome):
+    """A Probe whose quota.apply_quota records its call and returns or raises outcome."""
+    import pwd as _pwd
+
+    from profilespawner import quota
+    from profilespawner.profiles import ResourceProfile
+
+    calls = []
+
+    def apply_quota(uid, nbytes, home):
+        calls.append((uid, nbytes, home))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(quota, "apply_quota", apply_quota)
+    account = _pwd.struct_passwd(("alice", "x", 1001, 1001, "", "/srv/homes/alice", "/bin/sh"))
+    return Probe(), account, calls, lambda q: ResourceProfile("Big", 2.0, 4 << 30, disk_quota=q)
+
+
+async def test_the_profiles_disk_quota_is_applied_to_the_users_uid(monkeypatch):
+    probe, account, calls, profile = quota_probe(monkeypatch, "/srv/homes")
+    await probe._apply_disk_quota(account, profile(20 << 30), "/srv/homes/alice")
+    assert calls == [(1001, 20 << 30, "/srv/homes/alice")]
+    await probe._apply_disk_quota(account, profile(None), "/srv/homes/alice")  # no disk_quota: left alone
+    assert len(calls) == 1
+
+
+async def test_a_home_without_quotas_refuses_the_spawn_naming_profile_path_and_fix(monkeypatch):
+    from tornado import web
+
+    from profilespawner.quota import QuotaError
+
+    off = QuotaError("/srv", "user quotas are off on /srv (quotaon -p: user quota on /srv (/dev/sdb1) is off)")
+    probe, account, _, profile = quota_probe(monkeypatch, off)
+    with pytest.raises(web.HTTPError) as err:
+        await probe._apply_disk_quota(account, profile(20 << 30), "/srv/homes/alice")
+    assert err.value.status_code == 500
+    msg = err.value.log_message
+    assert msg.startswith("Resource profile 'Big' sets disk_quota 20G, which cannot be applied to the home "
+                          "/srv/homes/alice of 'alice': user quotas are off on /srv"), msg
+    assert "quotas_enabled: true, quotas_homes_path: /srv" in msg and "remove disk_quota" in msg

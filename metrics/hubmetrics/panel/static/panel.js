@@ -80,7 +80,16 @@
     }
   }
 
+  function showHome(home) {
+    $("home-line").hidden = !home;
+    if (!home) { return; }
+    setText("home-use", bytes(home.used_bytes));
+    setText("home-quota", home.quota_bytes ? bytes(home.quota_bytes) + " (quota)" : "no quota");
+    meter("home-meter", home.used_bytes, home.quota_bytes);
+  }
+
   function showMe(data) {
+    showHome(data.home);
     var u = data.usage;
     $("no-server").hidden = !!u;
     $("usage-details").hidden = !u;
