@@ -97,3 +97,12 @@ def test_sizes_read_as_people_write_limits():
     assert views.size_text(2 << 30) == "2 GiB"
     assert views.size_text(1536 << 20) == "1.5 GiB"
     assert views.size_text(64 << 20) == "64 MiB"
+
+
+def test_no_nvidia_driver_is_no_gpus_not_stale_data():
+    from tests.unit.panel.conftest import snapshot as snap_of
+    absent = {**snap_of(1.0, nvml_available=False, nvml_absent=True, gpus_total=0), "stale": {"nvml": True, "docker": False}}
+    view = views.capacity_view(absent)
+    assert view["stale"] == {"docker": False} and view["host"]["nvml_absent"] is True
+    failing = {**snap_of(1.0, nvml_available=False, nvml_absent=False), "stale": {"nvml": True}}
+    assert views.capacity_view(failing)["stale"] == {"nvml": True}  # a GPU host whose NVML fails: still said

@@ -47,7 +47,8 @@
     if (!host) { return; }
     setText("host-cpus", host.cpus === null ? "–" : String(host.cpus));
     setText("host-mem", bytes(host.memory_available_bytes) + " of " + bytes(host.memory_total_bytes));
-    setText("host-gpus", host.nvml_available ? host.gpus_free + " of " + host.gpus_total : "none");
+    setText("host-gpus", host.nvml_available ? host.gpus_free + " of " + host.gpus_total
+      : host.nvml_absent ? "no GPUs on this machine" : "unknown (GPU data unavailable)");
   }
 
   function meter(id, value, max) {
