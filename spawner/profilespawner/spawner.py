@@ -363,13 +363,16 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             return
         try:
             await self.stop_object()
-            if self.remove:
-                await self.remove_object()
+        except Exception as e:  # noqa: BLE001  (e.g. it never ran; removing it is still right)
+            self.log.warning("Could not stop %s after its failed start: %r", self.object_name, e)
+        if not self.remove:
+            return
+        try:
+            await self.remove_object()
         except Exception as e:  # noqa: BLE001
             self.log.warning("Could not remove %s after its failed start: %r", self.object_name, e)
             return
-        if self.remove:
-            self.object_id = ""
+        self.object_id = ""
 
     async def _wait_until_answering(self, url, budget):
         """Poll url every ready_poll_interval until it answers (any status below 500, as the

@@ -89,7 +89,7 @@ class Browser:
         status, body = self.driver.execute_async_script("""
             const done = arguments[arguments.length - 1];
             fetch(arguments[0], {credentials: 'same-origin',
-                                 headers: {'X-XSRFToken': document.body.dataset.xsrf || ''}})
+                                 headers: {'X-XSRFToken': (document.getElementById('panel') || document.body).dataset.xsrf || ''}})
               .then(r => r.text().then(t => done([r.status, t])))
               .catch(e => done([0, String(e)]));""", self.hub.panel_url + path)
         self.served[self.hub.panel_url + path] = body

@@ -209,3 +209,33 @@ def test_owned_settings_are_logged_once_by_name(make_spawner, caplog):
     make_spawner(image="site/image:1")
     named = [r for r in caplog.records if "c.DockerSystemProfileSpawner.image = 'site/image:1' is ignored" in r.getMessage()]
     assert len(named) == 1
+
+
+def test_a_container_that_cannot_be_stopped_is_still_removed(make_spawner, fake_docker, monkeypatch):
+    async def stop_object(self):
+        fake_docker.append("stop failed")
+        raise RuntimeError("not running")
+
+    monkeypatch.setattr(DockerSystemProfileSpawner, "stop_object", stop_object)
+    s = make_spawner()
+    s._fail = RuntimeError("docker start refused")
+    with pytest.raises(RuntimeError, match="docker start refused"):
+        asyncio.run(s.start())
+    assert fake_docker == ["start", "stop failed", "remove"]
+
+
+def test_load_profiles_or_exit_names_owned_settings_and_validates_inline(tmp_path, capsys, monkeypatch):
+    import profilespawner
+    monkeypatch.setattr(check, "LOADED", {})
+    monkeypatch.setattr(check, "WARNED", set())
+    c = Config()
+    c.DockerSpawner.cpu_limit = 3.0
+    for key, value in sample_data().items():
+        setattr(c.DockerSystemProfileSpawner, key, value)
+    profiles = profilespawner.load_profiles_or_exit(str(tmp_path / "absent.yaml"), c)
+    assert "Tiny" in profiles.resources
+    assert "c.DockerSpawner.cpu_limit = 3.0 is ignored" in capsys.readouterr().err
+    c.DockerSystemProfileSpawner.user_profiles = {"alice": {}}
+    with pytest.raises(SystemExit):
+        profilespawner.load_profiles_or_exit(str(tmp_path / "absent.yaml"), c)
+    assert "user_profiles" in capsys.readouterr().err
