@@ -233,7 +233,7 @@ def test_history_charts_have_scales_units_and_the_current_value(browser):
     a.open_panel_from_home()
     d = a.driver
     a.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart-cpu polyline")) == 1, "the CPU chart's line")
-    for chart, unit in (("chart-cpu", r"\d\.\d\d cores"), ("chart-mem", r"\d(\.\d)? (B|KiB|MiB|GiB)")):
+    for chart, unit in (("chart-cpu", r"\d\.\d\d cores"), ("chart-mem", r"\d+(\.\d)? (B|KiB|MiB|GiB)")):
         ticks = [t.text for t in d.find_elements(By.CSS_SELECTOR, f"#{chart} text.y-tick")]
         assert len(ticks) == 3 and all(re.fullmatch(unit, t) for t in ticks), ticks
         times = [t.text for t in d.find_elements(By.CSS_SELECTOR, f"#{chart} text.x-tick")]
