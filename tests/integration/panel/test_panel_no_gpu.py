@@ -27,7 +27,7 @@ PREFIX = "/services/resources/"
 def panel_without_gpus(monkeypatch):
     fake = FakeExporter()
     snap = snapshot(time.time(), users={"alice": use(cpu_seconds=1.0, mem=64 << 20, name="alice")},
-                    gpus_total=0, gpus_free=0, nvml_available=False, nvml_absent=True)
+                    cpus=1, gpus_total=0, gpus_free=0, nvml_available=False, nvml_absent=True)
     snap["stale"] = {"cgroups": False, "docker": False, "nvml": True}  # what the exporter says there
     fake.serve(snap)
     monkeypatch.setattr(handlers.BaseHandler, "get_current_user", lambda self: {"name": "alice", "admin": False})
@@ -71,3 +71,7 @@ def test_no_gpus_is_said_plainly_not_as_stale_data(panel_without_gpus, driver, p
     assert driver.find_element(By.ID, "host-gpus").text == "no GPUs on this machine"
     status = driver.find_element(By.ID, "status")
     assert "stale" not in status.text and "error" not in status.get_attribute("class"), status.text
+    if page == "capacity":  # the whole line reads right on a one-CPU host without GPUs
+        line = driver.find_element(By.ID, "capacity-line").text
+        assert line.startswith("This machine now: 1 CPU, ") and "GPUs free" not in line, line
+        assert "memory free, no GPUs on this machine" in line, line

@@ -48,6 +48,8 @@
   function showHost(host) {
     if (!host) { return; }
     setText("host-cpus", host.cpus === null ? "–" : String(host.cpus));
+    setText("host-cpus-word", host.cpus === 1 ? "CPU" : "CPUs");
+    setText("host-gpus-word", host.nvml_available ? (host.gpus_free === 1 ? " GPU free" : " GPUs free") : "");
     setText("host-mem", bytes(host.memory_available_bytes) + " of " + bytes(host.memory_total_bytes));
     setText("host-gpus", host.nvml_available ? host.gpus_free + " of " + host.gpus_total
       : host.nvml_absent ? "no GPUs on this machine" : "unknown (GPU data unavailable)");
