@@ -362,8 +362,13 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         if not self.object_id:
             return
         try:
-            await self.stop_object()
-        except Exception as e:  # noqa: BLE001  (e.g. it never ran; removing it is still right)
+            obj = await self.get_object()  # e.g. a refused spawn: the old container is gone already
+            if obj is None:
+                self.object_id = ""
+                return
+            if obj.get("State", {}).get("Running", True):
+                await self.stop_object()
+        except Exception as e:  # noqa: BLE001  (removing it is still right)
             self.log.warning("Could not stop %s after its failed start: %r", self.object_name, e)
         if not self.remove:
             return

@@ -164,7 +164,11 @@ def fake_docker(monkeypatch):
     async def remove_object(self):
         calls.append("remove")
 
+    async def get_object(self):
+        return {"State": {"Running": True}} if self.object_id else None
+
     monkeypatch.setattr(SystemUserSpawner, "start", start)
+    monkeypatch.setattr(DockerSystemProfileSpawner, "get_object", get_object)
     monkeypatch.setattr(DockerSystemProfileSpawner, "stop_object", stop_object)
     monkeypatch.setattr(DockerSystemProfileSpawner, "remove_object", remove_object)
     return calls
@@ -239,3 +243,19 @@ def test_load_profiles_or_exit_names_owned_settings_and_validates_inline(tmp_pat
     with pytest.raises(SystemExit):
         profilespawner.load_profiles_or_exit(str(tmp_path / "absent.yaml"), c)
     assert "user_profiles" in capsys.readouterr().err
+
+
+def test_a_refused_spawn_whose_old_container_is_gone_calls_nothing(make_spawner, fake_docker, monkeypatch):
+    async def refused(self):
+        raise RuntimeError("admission refused")
+
+    async def gone(self):
+        return None
+
+    monkeypatch.setattr(SystemUserSpawner, "start", refused)
+    monkeypatch.setattr(DockerSystemProfileSpawner, "get_object", gone)
+    s = make_spawner()
+    s.object_id = "old"
+    with pytest.raises(RuntimeError):
+        asyncio.run(s.start())
+    assert fake_docker == [] and s.object_id == ""
