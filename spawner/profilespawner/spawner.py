@@ -19,14 +19,14 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default, validate
 
 from . import dockerargs, labels
-from .contract import ConfigRefused, auth_state_ids_problem, merge_host_config, owned_setting_warnings
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import LOADED, WARNED, oversize_warnings, profiles_from, profiles_key
+from .contract import ConfigRefused, auth_state_ids_problem, merge_host_config, owned_setting_warnings
 from .errors import SpawnRefused
 from .form import options_from_form, render_form
 from .gpus import free_gpus
-from .profiles import effective_profile, load_profiles
+from .profiles import effective_profile
 from .request import build_request, plan_spawn
 from .running import RunningServer, running_servers
 from .sizes import SizeError, parse_size

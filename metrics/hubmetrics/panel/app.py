@@ -17,8 +17,8 @@ from tornado.ioloop import IOLoop
 from traitlets import Float, Unicode, default, validate
 from traitlets.config import Application, TraitError
 
-from .hubpage import environment
 from .handlers import HostAPIHandler, MeAPIHandler, PageHandler, UsersAPIHandler
+from .hubpage import environment
 from .sampler import Sampler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
