@@ -202,7 +202,8 @@ class Sampler:
         self._process_counters, process_cpu = advance(self._process_counters, observed)
 
         gpu = self.nvml.read()
-        if not gpu.up and not any(s in gpu.error for s in NVML_ABSENT):
+        nvml_absent = not gpu.up and any(s in gpu.error for s in NVML_ABSENT)
+        if not gpu.up and not nvml_absent:
             self._errors["nvml"] += 1
         user_gpus = attribute_gpus(gpu.devices, gpu.processes, self._gpu_pid_users(gpu, known),
                                    known.values())
@@ -216,7 +217,7 @@ class Sampler:
                     memory_total_bytes=mem.get("MemTotal", 0),
                     memory_available_bytes=mem.get("MemAvailable", mem.get("MemFree", 0)),
                     gpus_total=len(gpu.devices), gpus_free=free_gpus(gpu.devices, known.values()),
-                    nvml_available=gpu.up)
+                    nvml_available=gpu.up, nvml_absent=nvml_absent)
         health = Health(
             sample_duration_seconds=time.perf_counter() - started,
             source_up=(("cgroups", cgroups_ok), ("docker", self.directory.up), ("nvml", gpu.up))

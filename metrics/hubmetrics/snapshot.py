@@ -125,6 +125,8 @@ class Host:
     gpus_total: int = 0
     gpus_free: int = 0
     nvml_available: bool = False
+    # no NVIDIA library or driver on this host (not an NVML failure): there are no GPUs here
+    nvml_absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class Snapshot:
                 "gpus_total": self.host.gpus_total,
                 "gpus_free": self.host.gpus_free,
                 "nvml_available": self.host.nvml_available,
+                "nvml_absent": self.host.nvml_absent,
             },
             "users": {u.name: _user_json(u) for u in self.users},
             "gpus": [

@@ -16,11 +16,12 @@ __all__ = [
 ]
 
 
-def load_profiles_or_exit(path):
-    """For jupyterhub_config.py: validate the profiles file or make the hub exit (see check.py)."""
+def load_profiles_or_exit(path, config=None):
+    """For jupyterhub_config.py: validate the profiles (file, or the inline traitlets of
+    ``config``) or make the hub exit; warn about settings the profiles replace (see check.py)."""
     from .check import load_profiles_or_exit as load  # not at import: keeps `python -m ...check` clean
 
-    return load(path)
+    return load(path, config)
 
 
 def __getattr__(name):

@@ -9,7 +9,7 @@ import os
 import sys
 
 from .capacity import HostCapacity, detect_host
-from .profiles import Profiles, ProfilesError, load_profiles
+from .profiles import TOP_KEYS, Profiles, ProfilesError, load_profiles, parse_profiles
 from .sizes import format_size
 
 
@@ -38,24 +38,60 @@ def missing_host_paths(profiles: Profiles, exists=os.path.exists):
     return problems
 
 
-# path -> Profiles loaded (and warned about) in this process: the spawner reuses them
+# path (or the inline profiles' key) -> Profiles loaded (and warned about) in this process:
+# the spawner reuses them
 LOADED: dict = {}
+# warnings already given in this process (load_profiles_or_exit, then the first spawner)
+WARNED: set = set()
+INLINE_SOURCE = "c.DockerSystemProfileSpawner"
 
 
-def load_profiles_or_exit(path) -> Profiles:
+def profiles_from(path, inline=None, exists=os.path.exists):
+    """(Profiles, warnings) from the file at path or, when it does not exist, from ``inline``
+    (section -> dict, the traitlets resource_profiles, image_profiles, user_profiles), through
+    the same validator. Both set: the file wins, with a warning. Raises ProfilesError."""
+    inline = {key: value for key, value in (inline or {}).items() if value}
+    if inline and not exists(path):
+        return parse_profiles(inline, INLINE_SOURCE), ()
+    warnings = ()
+    if inline:
+        warnings = (f"{INLINE_SOURCE}.{' / '.join(sorted(inline))} ignored: profiles_file {str(path)!r} exists "
+                    "and wins; remove one of the two",)
+    return load_profiles(path), warnings
+
+
+def profiles_key(path, inline):
+    """LOADED's key: the path, or the inline profiles when they are used (no such file)."""
+    inline = {key: value for key, value in (inline or {}).items() if value}
+    return path if os.path.exists(path) or not inline else ("inline", repr(sorted(inline.items())))
+
+
+def inline_profiles(config):
+    """The inline profiles sections set in a traitlets Config (DockerSystemProfileSpawner)."""
+    section = config["DockerSystemProfileSpawner"] if "DockerSystemProfileSpawner" in config else {}
+    return {key: section[key] for key in TOP_KEYS if key in section}
+
+
+def load_profiles_or_exit(path, config=None) -> Profiles:
     """For jupyterhub_config.py: the hub refuses to start (exit 1) with the validator's
-    messages, and names profiles larger than this host in warnings on stderr (hub log)."""
+    messages, and names on stderr (hub log) profiles larger than this host and, given the
+    config ``c``, the inline profiles it ignores and the settings the profiles replace."""
+    from .contract import owned_setting_warnings
+
+    inline = inline_profiles(config) if config is not None else {}
     try:
-        profiles = load_profiles(path)
+        profiles, warnings = profiles_from(path, inline)
         missing = missing_host_paths(profiles)
         if missing:
             raise ProfilesError(missing, str(path))
     except ProfilesError as e:
         print(f"profilespawner: refusing to start, {e}", file=sys.stderr)
         raise SystemExit(1) from e
-    for warning in oversize_warnings(profiles, detect_host()):
+    owned = owned_setting_warnings(config) if config is not None else []
+    for warning in (*warnings, *owned, *oversize_warnings(profiles, detect_host())):
         print(f"profilespawner: warning: {path}: {warning}", file=sys.stderr)
-    LOADED[path] = profiles
+        WARNED.add(warning)
+    LOADED[profiles_key(path, inline)] = profiles
     return profiles
 
 

@@ -9,7 +9,7 @@ import json
 from html import escape
 
 from .request import OPTION_KEYS, bounds_for
-from .sizes import format_size
+from .sizes import counted, format_binary, format_gib
 
 MEM_STEP = 64 * 1024**2  # memory sliders move in 64 MiB steps
 CPU_STEP = 0.1
@@ -110,11 +110,11 @@ def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
         f'{escape(name)} — {escape(profiles.images[name].description)}{_opt_out_text(profiles.images[name])}</option>'
         for i, name in enumerate(user.allowed_images)
     )
-    gib = lambda v: f"{float(v) / 1024**3:.2f} GiB"  # noqa: E731
+    gib = format_gib  # the same text as the script's fmtBytes
     cores = lambda v: f"{float(v):g}"  # noqa: E731
-    free_text = f"{free_cpu:g} CPUs and {escape(format_size(free_mem))}B memory can still be guaranteed"
+    free_text = f"{counted(free_cpu, 'CPU')} and {format_binary(free_mem)} memory can still be guaranteed"
     if free_gpu_count is not None:
-        free_text += f"; {free_gpu_count} GPU(s) free"
+        free_text += f"; {counted(free_gpu_count, 'GPU')} free"
     any_gpus = any(b.gpus for b in bounds.values())
     gpu_row = ""
     if any_gpus:

@@ -16,7 +16,7 @@ from typing import Mapping, Optional, Tuple
 import yaml
 
 from .qos import MAX_CPU_GUARANTEE, MIN_CPU_LIMIT, MIN_CPU_TEXT, MIN_MEMORY, MIN_MEMORY_TEXT
-from .sizes import SizeError, format_size, parse_size
+from .sizes import SizeError, counted, format_binary, format_size, parse_size
 
 DEFAULT_HOME = "/home/{username}"
 USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string", "max_preallocate",
@@ -227,8 +227,8 @@ def _resources(data, problems):
         if ok and cpu_floor is not None and mem_floor is not None and tmp_size is not False \
                 and disk_quota is not False:
             if not desc:
-                desc = f"{cpu:g} CPU, {format_size(mem)}B RAM" + (f", {gpus} GPU" if gpus else "") \
-                    + (f", {format_size(disk_quota)}B home" if disk_quota else "")
+                desc = f"{counted(cpu, 'CPU')}, {format_binary(mem)} RAM" + (f", {counted(gpus, 'GPU')}" if gpus else "") \
+                    + (f", {format_binary(disk_quota)} home" if disk_quota else "")
             result[str(name)] = ResourceProfile(str(name), float(cpu), mem, gpus, desc,
                                                 float(cpu_floor), mem_floor, tmp_size, disk_quota)
     return result

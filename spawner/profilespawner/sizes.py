@@ -47,3 +47,28 @@ def format_size(nbytes: int) -> str:
             text = f"{round(scaled, 2):.2f}".rstrip("0").rstrip(".")
             return f"{text}{unit}"
     return str(nbytes)
+
+
+IEC = (("TiB", UNITS["T"]), ("GiB", UNITS["G"]), ("MiB", UNITS["M"]), ("KiB", UNITS["K"]))
+
+
+def _decimals(value: float) -> str:
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def format_gib(nbytes) -> str:
+    """Bytes in GiB as users read them (the form's memory sliders): 2 GiB, 0.5 GiB, 21.19 GiB."""
+    return f"{_decimals(float(nbytes) / UNITS['G'])} GiB"
+
+
+def format_binary(nbytes) -> str:
+    """Bytes for people, in the same powers of 1024 as parse_size, with IEC names: 21.19 GiB."""
+    for unit, size in IEC:
+        if nbytes >= size:
+            return f"{_decimals(nbytes / size)} {unit}"
+    return f"{int(nbytes)} B"
+
+
+def counted(number, word: str) -> str:
+    """1 CPU, 2 CPUs, 0.5 CPUs."""
+    return f"{number:g} {word}" + ("" if number == 1 else "s")

@@ -7,6 +7,7 @@ account and groups, the running containers) and hands the result to dockerspawne
 
 import asyncio
 import grp
+import inspect
 import os
 import pwd
 import time
@@ -20,11 +21,12 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode
 from . import dockerargs, labels, quota
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
-from .check import LOADED, oversize_warnings
+from .check import LOADED, WARNED, oversize_warnings, profiles_from, profiles_key
+from .contract import ConfigRefused, auth_state_ids_problem, merge_host_config, owned_setting_warnings
 from .errors import SpawnRefused
 from .form import options_from_form, render_form
 from .gpus import free_gpus
-from .profiles import effective_profile, load_profiles
+from .profiles import effective_profile
 from .request import build_request, plan_spawn
 from .running import RunningServer, running_servers
 from .sizes import SizeError, format_size, parse_size
@@ -41,11 +43,15 @@ _DOCKER_EXECUTOR = None
 GET_URL_ATTEMPTS = 5
 
 
-def cached_profiles(path):
-    """Profiles for a path, loaded once per process (raises ProfilesError)."""
-    if path not in LOADED:
-        LOADED[path] = load_profiles(path)
-    return LOADED[path]
+def cached_profiles(path, inline=None):
+    """Profiles for a path (or, when no such file exists, the inline traitlets), loaded once per
+    process (raises ProfilesError): (Profiles, warnings of the first load, fresh)."""
+    key = profiles_key(path, inline)
+    fresh = key not in LOADED
+    warnings = ()
+    if fresh:
+        LOADED[key], warnings = profiles_from(path, inline)
+    return LOADED[key], warnings, fresh
 
 
 def _admission_lock():
@@ -137,6 +143,22 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         http_timeout and start_timeout; when they run out the hub's own check takes over.
         0: leave it all to the hub.""",
     )
+    resource_profiles = Dict(
+        config=True,
+        help="""The profiles in jupyterhub_config.py instead of profiles_file (as pharma253's
+        DockerSystemProfileSpawner had them): name -> {cpu_limit, mem_limit, ...}, the format of
+        the file's resource_profiles section, validated by the same validator. Used only when
+        profiles_file does not exist; when both are set the file wins, with a warning.""",
+    )
+    image_profiles = Dict(
+        config=True,
+        help="""Like resource_profiles, for the file's image_profiles section (name -> {image, ...}).""",
+    )
+    user_profiles = Dict(
+        config=True,
+        help="""Like resource_profiles, for the file's user_profiles section ("default", "@group",
+        user name -> {allowed_resources, allowed_images, ...}).""",
+    )
     remove = Bool(
         True,
         config=True,
@@ -197,11 +219,18 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         self._base_create_kwargs = self.extra_create_kwargs
         self._base_notebook_dir = self.notebook_dir
         self._spawn_request = None
-        fresh = self.profiles_file not in LOADED  # else load_profiles_or_exit warned already
-        self.profiles = cached_profiles(self.profiles_file)
-        if fresh:  # once per hub process: name the profiles this host cannot honour fully
-            for warning in oversize_warnings(self.profiles, detect_host()):
-                self.log.warning("%s: %s", self.profiles_file, warning)
+        inline = {key: value for key, value in (("resource_profiles", self.resource_profiles),
+                                                ("image_profiles", self.image_profiles),
+                                                ("user_profiles", self.user_profiles)) if value}
+        # fresh: not loaded by load_profiles_or_exit in jupyterhub_config.py, so warn here, once
+        self.profiles, warnings, fresh = cached_profiles(self.profiles_file, inline)
+        # once per hub process: what the operator set that the profiles replace, and the
+        # profiles this host cannot honour fully
+        sizes = oversize_warnings(self.profiles, detect_host()) if fresh else ()
+        for warning in (*warnings, *owned_setting_warnings(self.config), *sizes):
+            if warning not in WARNED:
+                WARNED.add(warning)
+                self.log.warning("profilespawner: %s", warning)
 
     # ---------------------------------------------------------------- inputs
 
@@ -310,6 +339,9 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         runs, wait (every ready_poll_interval) until its server answers."""
         started = time.monotonic()
         account, user, req = self._validated_request()
+        problem = auth_state_ids_problem(await self.user.get_auth_state(), account.pw_uid, account.pw_gid)
+        if problem:
+            raise web.HTTPError(403, f"Refusing to spawn {self.user.name!r}: {problem}")
         self.user_id, self.group_id = account.pw_uid, account.pw_gid
         for warning in req.warnings:
             self.log.warning("Spawning %s: %s", self.user.name, warning)
@@ -318,30 +350,53 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         self.image_homedir_format_string = home  # same path inside: absolute paths keep working
         self._ensure_home(account, self.host_homedir)
         await self._apply_disk_quota(account, self.profiles.resources[req.resource_profile], self.host_homedir)
-        self.image = req.image
+        self._apply_request(req)
         if not self._base_notebook_dir:
             self.notebook_dir = self.homedir
-        self._spawn_request = req
         try:
             ip, port = await super().start()
-        except Exception:
+            budget = min(self.http_timeout, self.start_timeout - (time.monotonic() - started) - 1)
+            server = getattr(self, "server", None)  # None outside a hub (e.g. a spawner made by hand)
+            if server is not None and self.ready_poll_interval > 0 and budget > 0 and not self.internal_ssl:
+                await self._wait_until_answering(f"http://{ip}:{port}{server.base_url}", budget)
+        except BaseException:  # also a cancelled start: never leave a running container behind
             await self._remove_failed_container()
             raise
-        budget = min(self.http_timeout, self.start_timeout - (time.monotonic() - started) - 1)
-        if self.ready_poll_interval > 0 and budget > 0 and not self.internal_ssl:
-            await self._wait_until_answering(f"http://{ip}:{port}{self.server.base_url}", budget)
         return ip, port
 
+    def _apply_request(self, req):
+        """The spawner's own attributes say what the container gets (dockerspawner's contract:
+        image, mem_limit, cpu_limit and the guarantees are the spawn's, not the config's)."""
+        self._spawn_request = req
+        self.image = req.image
+        self.mem_limit = int(req.mem_limit)
+        self.cpu_limit = float(req.cpu_limit)
+        self.mem_guarantee = int(req.mem_guarantee)
+        self.cpu_guarantee = float(req.cpu_guarantee)
+
     async def _remove_failed_container(self):
-        """A container created by a start that then failed (e.g. Docker refused to start it) is
-        removed, so nothing a failed spawn made is left behind; without AutoRemove (dockerargs)
-        the engine no longer does it. Never raises: the start's own error is what the user sees."""
-        if not self.remove or not self.object_id:
+        """A container created by a start that then failed (e.g. Docker refused to start it, or
+        the readiness check raised) is stopped and, with remove (default), removed, so nothing a
+        failed spawn made is left running; without AutoRemove (dockerargs) the engine no longer
+        does it. Never raises: the start's own error is what the user sees."""
+        if not self.object_id:
+            return
+        try:
+            obj = await self.get_object()  # e.g. a refused spawn: the old container is gone already
+            if obj is None:
+                self.object_id = ""
+                return
+            if obj.get("State", {}).get("Running", True):
+                await self.stop_object()
+        except Exception as e:  # noqa: BLE001  (removing it is still right)
+            self.log.warning("Could not stop %s after its failed start: %r", self.object_name, e)
+        if not self.remove:
             return
         try:
             await self.remove_object()
         except Exception as e:  # noqa: BLE001
             self.log.warning("Could not remove %s after its failed start: %r", self.object_name, e)
+            return
         self.object_id = ""
 
     async def _wait_until_answering(self, url, budget):
@@ -384,12 +439,20 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             _ADMITTED[self.object_name] = RunningServer(
                 self.object_name, self.user.name, req.cpu_guarantee, req.mem_guarantee, req.gpu_ids)
         try:
-            self._spawn_request = req
+            self._apply_request(req)
             ours = dockerargs.host_config(req, self.pids_limit, self.cgroup_parent, self.besteffort_cgroup_parent,
                                           self._guarantee_capacity(host).mem_bytes)
             if "mounts" in ours:  # data mounts next to dockerspawner's own (mounts), not instead
                 ours["mounts"] = list(self.mount_binds) + ours["mounts"]
-            self.extra_host_config = _merged(self._base_host_config, ours)
+            base = self._eval_if_callable(self._base_host_config)
+            if inspect.isawaitable(base):
+                base = await base
+            try:
+                self.extra_host_config, warnings = merge_host_config(base, ours, req.cap_add)
+            except ConfigRefused as e:
+                raise web.HTTPError(500, f"Refusing to spawn {self.user.name!r}: {e}") from None
+            for warning in warnings:
+                self.log.warning("Spawning %s: %s", self.user.name, warning)
             self.extra_create_kwargs = _merged(self._base_create_kwargs, {
                 "labels": {**self.scope_labels, **dockerargs.container_labels(req, self.user.name)},
                 "working_dir": self.homedir,

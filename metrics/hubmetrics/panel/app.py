@@ -18,6 +18,7 @@ from traitlets import Float, Unicode, default, validate
 from traitlets.config import Application, TraitError
 
 from .handlers import HostAPIHandler, MeAPIHandler, PageHandler, UsersAPIHandler
+from .hubpage import environment
 from .sampler import Sampler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,9 +113,11 @@ class ResourcePanel(Application):
             xsrf_cookies=False,  # GET-only service
         )
         page = dict(sampler=sampler, hub_prefix=self.hub_prefix)
+        hub_page = dict(page, base_prefix=os.environ.get("JUPYTERHUB_BASE_URL", "/"), service_prefix=prefix,
+                        jinja=environment())
         return web.Application(
             [
-                (prefix, PageHandler, dict(page, template="panel.html")),
+                (prefix, PageHandler, dict(hub_page, template="panel.html")),
                 (url_path_join(prefix, "capacity"), PageHandler, dict(page, template="capacity.html")),
                 (url_path_join(prefix, "api/me"), MeAPIHandler, dict(sampler=sampler)),
                 (url_path_join(prefix, "api/users"), UsersAPIHandler, dict(sampler=sampler)),

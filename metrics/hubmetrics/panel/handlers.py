@@ -10,7 +10,9 @@ import json
 from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
-from . import views
+from . import hubpage, views
+
+CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'; form-action 'self'"
 
 
 class BaseHandler(HubOAuthenticated, web.RequestHandler):
@@ -20,10 +22,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         self.sampler = sampler
 
     def set_default_headers(self):
-        self.set_header(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; frame-ancestors 'self'; form-action 'self'",
-        )
+        self.set_header("Content-Security-Policy", CSP)
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "same-origin")
         self.set_header("Cache-Control", "no-store")
@@ -97,20 +96,33 @@ class HostAPIHandler(APIHandler):
 class PageHandler(BaseHandler):
     """The HTML page; its script polls api/me (and api/users for admins)."""
 
-    def initialize(self, sampler, template, hub_prefix):
+    def initialize(self, sampler, template, hub_prefix, base_prefix="/", service_prefix="/services/resources/",
+                   jinja=None):
         super().initialize(sampler)
         self.template = template
         self.hub_prefix = hub_prefix
+        self.base_prefix = base_prefix
+        self.service_prefix = service_prefix
+        self.jinja = jinja  # set: a Jinja2 page extending the hub's page.html (hubpage.py)
 
     @web.authenticated
     def get(self):
-        self.render(
-            self.template,
+        # JupyterHub accepts cookie auth on fetch() requests only with this XSRF token
+        # (tied to the browser's session; not an API token). Reading it sets its cookie.
+        xsrf = self.xsrf_token.decode("ascii") if isinstance(self.xsrf_token, bytes) else self.xsrf_token
+        ns = dict(
             user_name=self.user_name,
             is_admin=self.is_admin,
             hub_prefix=self.hub_prefix,
             interval_ms=int(self.sampler.interval_seconds * 1000),
-            # JupyterHub accepts cookie auth on fetch() requests only with this XSRF token
-            # (tied to the browser's session; not an API token). Reading it sets its cookie.
-            xsrf=self.xsrf_token.decode("ascii") if isinstance(self.xsrf_token, bytes) else self.xsrf_token,
+            xsrf=xsrf,
         )
+        if self.jinja is None:
+            self.render(self.template, **ns)
+            return
+        html = self.jinja.get_template(self.template).render(
+            **hubpage.page_namespace(self.hub_prefix, self.base_prefix, self.service_prefix, self.current_user, xsrf),
+            panel_static=self.static_url, **ns)
+        hashes = " ".join(hubpage.inline_script_hashes(html))
+        self.set_header("Content-Security-Policy", f"{CSP}; script-src 'self' {hashes}")
+        self.finish(html)

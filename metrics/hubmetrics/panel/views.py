@@ -28,6 +28,7 @@ HOST_KEYS = (
     "gpus_total",
     "gpus_free",
     "nvml_available",
+    "nvml_absent",
 )
 
 
@@ -92,9 +93,12 @@ def oom_notice(event, localtime=time.localtime):
 
 
 def _status(snapshot, error):
+    stale = dict(snapshot.get("stale", {})) if snapshot else {}
+    if snapshot and snapshot.get("host", {}).get("nvml_absent"):
+        stale.pop("nvml", None)  # no NVIDIA driver: no GPUs here, nothing is stale
     return {
         "time": snapshot.get("time") if snapshot else None,
-        "stale": dict(snapshot.get("stale", {})) if snapshot else {},
+        "stale": stale,
         "exporter_error": error,
     }
 

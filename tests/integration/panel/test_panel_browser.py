@@ -5,6 +5,7 @@ Each user sees their own numbers and nobody else's; the API refuses cross-user r
 see the table; nothing served carries a token.
 """
 import json
+import re
 import os
 
 import pytest
@@ -88,7 +89,7 @@ class Browser:
         status, body = self.driver.execute_async_script("""
             const done = arguments[arguments.length - 1];
             fetch(arguments[0], {credentials: 'same-origin',
-                                 headers: {'X-XSRFToken': document.body.dataset.xsrf || ''}})
+                                 headers: {'X-XSRFToken': (document.getElementById('panel') || document.body).dataset.xsrf || ''}})
               .then(r => r.text().then(t => done([r.status, t])))
               .catch(e => done([0, String(e)]));""", self.hub.panel_url + path)
         self.served[self.hub.panel_url + path] = body
@@ -212,3 +213,49 @@ def test_no_token_in_anything_served(browser, panel_hub):
     for url, text in collected.items():
         for what, token in tokens.items():
             assert token not in text, f"{what} served at {url}"
+
+
+def test_panel_page_is_the_hubs_page(browser):
+    a = browser(USER_A)
+    a.open_panel_from_home()
+    d = a.driver
+    sheets = [e.get_attribute("href") for e in d.find_elements(By.CSS_SELECTOR, "link[rel=stylesheet]")]
+    assert any(s.split("?")[0].endswith("/hub/static/css/style.min.css") for s in sheets), sheets
+    assert d.find_element(By.CSS_SELECTOR, "nav.navbar #nav-resources").is_displayed()
+    assert d.find_element(By.CSS_SELECTOR, "nav.navbar img[src$='/hub/logo']")
+    # the hub's inline script ran (its hash is in the CSP) and its stylesheet applies
+    assert d.execute_script("return window.jhdata && window.jhdata.base_url") == "/hub/"
+    assert d.execute_script("return getComputedStyle(document.querySelector('nav.navbar')).display") == "flex"
+
+
+def test_history_charts_have_scales_units_and_the_current_value(browser):
+    a = browser(USER_A)
+    a.open_panel_from_home()
+    d = a.driver
+    a.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chart-cpu polyline")) == 1, "the CPU chart's line")
+    for chart, unit in (("chart-cpu", r"\d\.\d\d cores"), ("chart-mem", r"\d+(\.\d)? (B|KiB|MiB|GiB)")):
+        ticks = [t.text for t in d.find_elements(By.CSS_SELECTOR, f"#{chart} text.y-tick")]
+        assert len(ticks) == 3 and all(re.fullmatch(unit, t) for t in ticks), ticks
+        times = [t.text for t in d.find_elements(By.CSS_SELECTOR, f"#{chart} text.x-tick")]
+        assert len(times) == 2 and times[1] == "now" and re.fullmatch(r"−\d+ (s|min)", times[0]), times
+        assert re.fullmatch(unit, a.text(f"{chart}-now")), a.text(f"{chart}-now")
+    # the chart's scale reaches the limit (the dashed line), the current value is the table's
+    assert d.find_elements(By.CSS_SELECTOR, "#chart-cpu line.limit")
+    top = d.find_elements(By.CSS_SELECTOR, "#chart-cpu text.y-tick")[2].text
+    assert float(top.split()[0]) >= float(a.text("cpu-limit"))
+
+
+def test_capacity_line_on_the_spawn_page_has_no_scroll_bar(browser):
+    admin = browser(ADMIN)
+    d = admin.driver
+    d.get(f"{admin.hub.url}/hub/spawn")
+    admin.wait(lambda d: d.find_elements(By.ID, "spawn-resources"), "the capacity box on the spawn page")
+    frame = d.find_element(By.CSS_SELECTOR, "#spawn-resources iframe")
+    d.switch_to.frame(frame)
+    admin.wait(lambda d: d.find_element(By.ID, "host-cpus").text == str(os.cpu_count()), "the capacity line")
+    overflow = d.execute_script("var e = document.documentElement;"
+                                "return [e.scrollHeight - e.clientHeight, e.scrollWidth - e.clientWidth,"
+                                " getComputedStyle(document.body).overflow];")
+    d.switch_to.default_content()
+    assert overflow[0] <= 0 and overflow[1] <= 0 and overflow[2] == "hidden", overflow
+    assert frame.get_attribute("scrolling") == "no"

@@ -41,6 +41,7 @@ def test_a_sample_of_the_fake_host(fake_host):
     assert snap.host.memory_available_bytes == 22000000 * 1024
     # no NVIDIA library on this machine: GPUs absent, NVML down but not counted as an error
     assert not snap.host.nvml_available and snap.gpus == () and snap.host.gpus_total == 0
+    assert snap.host.nvml_absent and snap.to_json()["host"]["nvml_absent"] is True
     assert dict(snap.health.source_up) == {"cgroups": True, "docker": True, "nvml": False}
     assert dict(snap.health.errors_total)["nvml"] == 0
     assert snap.health.cgroup_mode == "v2"

@@ -108,3 +108,12 @@ def test_me_shows_the_users_home_against_its_quota_with_or_without_a_server():
     assert "777013" not in json.dumps(carol)   # nobody else's home
     assert views.me_view(SNAP, history(), "alice")["home"] is None   # the exporter reads no homes
     assert views.me_view(None, History(2), "alice")["home"] is None
+
+
+def test_no_nvidia_driver_is_no_gpus_not_stale_data():
+    from tests.unit.panel.conftest import snapshot as snap_of
+    absent = {**snap_of(1.0, nvml_available=False, nvml_absent=True, gpus_total=0), "stale": {"nvml": True, "docker": False}}
+    view = views.capacity_view(absent)
+    assert view["stale"] == {"docker": False} and view["host"]["nvml_absent"] is True
+    failing = {**snap_of(1.0, nvml_available=False, nvml_absent=False), "stale": {"nvml": True}}
+    assert views.capacity_view(failing)["stale"] == {"nvml": True}  # a GPU host whose NVML fails: still said

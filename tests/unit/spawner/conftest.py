@@ -11,7 +11,7 @@ M = 1024**2
 def sample_data():
     return {
         "resource_profiles": {
-            "Tiny": {"cpu_limit": 1, "mem_limit": "2G", "description": "1 CPU, 2 GB"},
+            "Tiny": {"cpu_limit": 1, "mem_limit": "2G", "description": "1 CPU, 2 GiB"},
             "Small": {"cpu_limit": 2, "mem_limit": "4G"},
             "Extreme": {"cpu_limit": 36, "mem_limit": "80G"},
             "GPU1": {"cpu_limit": 1, "mem_limit": "2G", "gpus": 1},

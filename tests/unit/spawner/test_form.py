@@ -38,7 +38,7 @@ def test_preselects_first_allowed_and_bounds(profiles, default_user, host):
     assert c.inputs["cpu_guarantee"]["max"] == "0.5" and float(c.inputs["cpu_guarantee"]["value"]) == 0
     assert int(c.inputs["mem_guarantee"]["max"]) == G
     assert "gpus" not in c.inputs
-    assert "1.5 CPUs and 20GB memory can still be guaranteed" in html
+    assert "1.5 CPUs and 20 GiB memory can still be guaranteed" in html
 
 
 def test_guarantee_floor_is_the_sliders_minimum_and_default(profiles, default_user, host):
@@ -61,7 +61,8 @@ def test_gpu_slider_when_allowed(profiles, host):
     gus = effective_profile(profiles, "gus", ["gpu-users"])
     c = parse(render_form(profiles, gus, host, 2, G, free_gpu_count=3))
     assert c.inputs["gpus"]["max"] == "0"  # first allowed is Tiny (0 GPUs); JS raises it for GPU1
-    assert "3 GPU(s) free" in render_form(profiles, gus, host, 2, G, free_gpu_count=3)
+    assert "3 GPUs free" in render_form(profiles, gus, host, 2, G, free_gpu_count=3)
+    assert "1 GPU free" in render_form(profiles, gus, host, 2, G, free_gpu_count=1)
 
 
 def test_escapes_everything():
@@ -84,3 +85,21 @@ def test_escapes_everything():
 def test_options_from_form():
     form = {"resource_profile": ["Small"], "cpu_limit": ["1.5"], "_xsrf": ["t"], "image_profile": ["SingleUser"]}
     assert options_from_form(form) == {"resource_profile": "Small", "cpu_limit": "1.5", "image_profile": "SingleUser"}
+
+
+def visible_text(html):
+    """The form's text as a browser shows it (tags and the script's source left out)."""
+    html = re.sub(r"<script.*?</script>", "", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_one_unit_system_and_singular_counts(profiles, default_user, host):
+    data = sample_data()
+    del data["resource_profiles"]["Tiny"]["description"]  # the default description
+    plain = parse_profiles(data)
+    text = visible_text(render_form(plain, default_user, host, 1, int(21.19 * G)))
+    assert "Tiny — 1 CPU, 2 GiB RAM" in text
+    assert "Free on this machine now: 1 CPU and 21.19 GiB memory can still be guaranteed." in text
+    assert "1 CPUs" not in text
+    assert not re.search(r"\d(GB|G|B)\b|\bGB\b", text), text  # only KiB/MiB/GiB/TiB, as sizes.py counts
+    assert "Memory limit: 2 GiB" in text  # the slider's label says what the script will say

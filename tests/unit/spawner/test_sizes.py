@@ -26,3 +26,11 @@ def test_parse_size_rejects_with_value_and_allowed(bad):
 def test_format_size(nbytes, text):
     assert format_size(nbytes) == text
     assert parse_size(format_size(nbytes)) == nbytes
+
+
+def test_sizes_for_people_use_the_parsers_powers_of_1024():
+    from profilespawner.sizes import counted, format_binary, format_gib
+    assert format_binary(parse_size("21.19G")) == "21.19 GiB"
+    assert format_binary(parse_size("512M")) == "512 MiB" and format_binary(3) == "3 B"
+    assert format_gib(parse_size("512M")) == "0.5 GiB" and format_gib(parse_size("2G")) == "2 GiB"
+    assert (counted(1, "CPU"), counted(2, "CPU"), counted(0.5, "CPU")) == ("1 CPU", "2 CPUs", "0.5 CPUs")

@@ -3,7 +3,9 @@
 // here: the browser's HubOAuth cookie authenticates the same-origin requests.
 (function () {
   "use strict";
-  var body = document.body;
+  // the hub-styled page keeps its settings on #panel (page.html owns <body>); the embedded
+  // capacity line on <body>
+  var body = document.getElementById("panel") || document.body;
   var api = body.dataset.api;
   var intervalMs = parseInt(body.dataset.intervalMs, 10) || 5000;
   var capacityOnly = body.dataset.capacityOnly === "true";
@@ -46,8 +48,11 @@
   function showHost(host) {
     if (!host) { return; }
     setText("host-cpus", host.cpus === null ? "–" : String(host.cpus));
+    setText("host-cpus-word", host.cpus === 1 ? "CPU" : "CPUs");
+    setText("host-gpus-word", host.nvml_available ? (host.gpus_free === 1 ? " GPU free" : " GPUs free") : "");
     setText("host-mem", bytes(host.memory_available_bytes) + " of " + bytes(host.memory_total_bytes));
-    setText("host-gpus", host.nvml_available ? host.gpus_free + " of " + host.gpus_total : "none");
+    setText("host-gpus", host.nvml_available ? host.gpus_free + " of " + host.gpus_total
+      : host.nvml_absent ? "no GPUs on this machine" : "unknown (GPU data unavailable)");
   }
 
   function meter(id, value, max) {
@@ -57,28 +62,48 @@
     else { el.hidden = true; }
   }
 
-  function chart(id, points, key, limit) {
+  // History chart in a 360x140 viewBox: a plot area with the y scale (0, half, top, in the
+  // series' unit) on the left, the time scale below, the limit dashed, the newest value named.
+  var PLOT = { x0: 64, x1: 352, y0: 8, y1: 116 };
+  function svgEl(svg, tag, attrs, text) {
+    var el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    Object.keys(attrs).forEach(function (k) { el.setAttribute(k, attrs[k]); });
+    if (text !== undefined) { el.textContent = text; }
+    svg.appendChild(el);
+    return el;
+  }
+  function ago(seconds) {
+    return seconds >= 120 ? "−" + Math.round(seconds / 60) + " min" : "−" + Math.round(seconds) + " s";
+  }
+  function chart(id, points, key, limit, fmt) {
     var svg = $(id);
     if (!svg) { return; }
     while (svg.firstChild) { svg.removeChild(svg.firstChild); }
     var pts = points.filter(function (p) { return p[key] !== null && p[key] !== undefined; });
-    if (pts.length < 2) { return; }
+    setText(id + "-now", pts.length ? fmt(pts[pts.length - 1][key]) : "–");
+    svgEl(svg, "rect", { "class": "plot", x: PLOT.x0, y: PLOT.y0, width: PLOT.x1 - PLOT.x0, height: PLOT.y1 - PLOT.y0 });
+    if (pts.length < 2) {
+      svgEl(svg, "text", { x: (PLOT.x0 + PLOT.x1) / 2, y: 66, "text-anchor": "middle" }, "collecting…");
+      return;
+    }
     var t0 = pts[0].time, t1 = pts[pts.length - 1].time;
     var top = Math.max(limit || 0, Math.max.apply(null, pts.map(function (p) { return p[key]; }))) || 1;
-    var ns = "http://www.w3.org/2000/svg";
-    var line = document.createElementNS(ns, "polyline");
-    line.setAttribute("points", pts.map(function (p) {
-      return ((p.time - t0) / ((t1 - t0) || 1) * 300).toFixed(1) + "," + (80 - p[key] / top * 78).toFixed(1);
-    }).join(" "));
-    svg.appendChild(line);
+    function x(t) { return PLOT.x0 + (t - t0) / ((t1 - t0) || 1) * (PLOT.x1 - PLOT.x0); }
+    function y(v) { return PLOT.y1 - v / top * (PLOT.y1 - PLOT.y0); }
+    [0, top / 2, top].forEach(function (v) {
+      svgEl(svg, "line", { "class": "tick", x1: PLOT.x0 - 3, x2: PLOT.x1, y1: y(v), y2: y(v) });
+      svgEl(svg, "text", { "class": "y-tick", x: PLOT.x0 - 5, y: y(v) + 3, "text-anchor": "end" }, fmt(v));
+    });
+    svgEl(svg, "text", { "class": "x-tick", x: PLOT.x0, y: 132, "text-anchor": "start" }, ago(t1 - t0));
+    svgEl(svg, "text", { "class": "x-tick", x: PLOT.x1, y: 132, "text-anchor": "end" }, "now");
     if (limit) {
-      var l = document.createElementNS(ns, "line");
-      var y = (80 - limit / top * 78).toFixed(1);
-      l.setAttribute("class", "limit"); l.setAttribute("x1", 0); l.setAttribute("x2", 300);
-      l.setAttribute("y1", y); l.setAttribute("y2", y);
-      svg.appendChild(l);
+      svgEl(svg, "line", { "class": "limit", x1: PLOT.x0, x2: PLOT.x1, y1: y(limit), y2: y(limit) });
     }
+    svgEl(svg, "polyline", { points: pts.map(function (p) {
+      return x(p.time).toFixed(1) + "," + y(p[key]).toFixed(1);
+    }).join(" ") });
   }
+  function coresUnit(n) { return (n === null || n === undefined) ? "–" : n.toFixed(2) + " cores"; }
 
   function showHome(home) {
     $("home-line").hidden = !home;
@@ -105,8 +130,8 @@
     setText("gpu-use", bytes(u.gpu_memory_used_bytes));
     setText("gpu-ids", u.gpus && u.gpus.length ? "GPUs: " + u.gpus.join(", ") : "no GPU");
     showOoms(u.oom_events || []);
-    chart("chart-cpu", data.history, "cpu_cores", u.cpu_limit_cores);
-    chart("chart-mem", data.history, "memory_working_set_bytes", u.memory_limit_bytes);
+    chart("chart-cpu", data.history, "cpu_cores", u.cpu_limit_cores, coresUnit);
+    chart("chart-mem", data.history, "memory_working_set_bytes", u.memory_limit_bytes, bytes);
   }
 
   function showOoms(events) {
