@@ -31,7 +31,7 @@ def test_disk_quota_is_parsed_as_a_size_and_named_in_the_description():
     assert parse_profiles(sample_data()).resources["Tiny"].disk_quota is None
     data = profile_with(disk_quota="1.5G")
     del data["resource_profiles"]["Tiny"]["description"]
-    assert parse_profiles(data).resources["Tiny"].description.endswith(", 1.5GB home")
+    assert parse_profiles(data).resources["Tiny"].description.endswith(", 1.5 GiB home")
 
 
 @pytest.mark.parametrize("value, why", [("20GB", "is not a size"), ("-1G", "is not a size"), (True, "is not a size"),
