@@ -76,14 +76,16 @@ def load_profiles_or_exit(path, config=None) -> Profiles:
     """For jupyterhub_config.py: the hub refuses to start (exit 1) with the validator's
     messages, and names on stderr (hub log) profiles larger than this host and, given the
     config ``c``, the inline profiles it ignores and the settings the profiles replace."""
-    from .contract import owned_setting_warnings
+    from .contract import owned_setting_warnings, static_host_config_problems
 
     inline = inline_profiles(config) if config is not None else {}
     try:
         profiles, warnings = profiles_from(path, inline)
-        missing = missing_host_paths(profiles)
-        if missing:
-            raise ProfilesError(missing, str(path))
+        problems = missing_host_paths(profiles)
+        if config is not None:
+            problems += static_host_config_problems(config, profiles)
+        if problems:
+            raise ProfilesError(problems, str(path))
     except ProfilesError as e:
         print(f"profilespawner: refusing to start, {e}", file=sys.stderr)
         raise SystemExit(1) from e

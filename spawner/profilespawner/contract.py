@@ -80,6 +80,24 @@ def _check_security(base, ours, allowed_cap_add):
                             "filesystem stays read-only unless the image profile sets read_only_root: false")
 
 
+def static_host_config_problems(config, profiles):
+    """For hub start: an operator's static extra_host_config that merge_host_config would refuse
+    for some image profile (every spawn with that image would fail), one message each."""
+    problems = []
+    for section in SECTIONS:
+        extra = config[section].get("extra_host_config") if section in config else None
+        if not isinstance(extra, dict):
+            continue
+        for name, image in profiles.images.items():
+            ours = {"security_opt": [] if image.allow_privilege_escalation else ["no-new-privileges"],
+                    "read_only": image.read_only_root}
+            try:
+                _check_security(extra, ours, tuple(image.cap_add))
+            except ConfigRefused as e:
+                problems.append(f"c.{section}.{e} (for image profile {name!r})")
+    return problems
+
+
 def merge_host_config(base, ours, allowed_cap_add=()):
     """(merged host config, warnings) from the operator's extra_host_config ``base`` and ours.
 

@@ -259,3 +259,20 @@ def test_a_refused_spawn_whose_old_container_is_gone_calls_nothing(make_spawner,
     with pytest.raises(RuntimeError):
         asyncio.run(s.start())
     assert fake_docker == [] and s.object_id == ""
+
+
+def test_a_static_extra_host_config_that_every_spawn_would_refuse_stops_the_hub(tmp_path, capsys, monkeypatch):
+    import profilespawner
+    monkeypatch.setattr(check, "LOADED", {})
+    monkeypatch.setattr(check, "WARNED", set())
+    c = Config()
+    for key, value in sample_data().items():
+        setattr(c.DockerSystemProfileSpawner, key, value)
+    c.DockerSpawner.extra_host_config = {"pids_limit": 64, "security_opt": ["label=disable"]}
+    assert profilespawner.load_profiles_or_exit(str(tmp_path / "absent.yaml"), c)  # harmless: starts
+    c.DockerSpawner.extra_host_config = {"privileged": True}
+    with pytest.raises(SystemExit):
+        profilespawner.load_profiles_or_exit(str(tmp_path / "absent.yaml"), c)
+    err = capsys.readouterr().err
+    assert "c.DockerSpawner.extra_host_config['privileged'] = True is refused" in err, err
+    assert "for image profile" in err
