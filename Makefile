@@ -64,6 +64,7 @@ test: deps images  ## the README's test command
 	$(PY) -m pytest
 
 lint: venv
+	$(VENV)/bin/ruff check .
 	cd ansible && ../$(VENV)/bin/ansible-lint --profile production ../roles site.yml
 
 bench: deps images

@@ -14,7 +14,8 @@ from .snapshot import Snapshot
 
 PSS_HELP = {
     "proc": "Proportional set size of the user's processes outside containers.",
-    "user_slices": "Memory of the user's processes outside containers: their systemd user slice's charged memory minus inactive file cache (this host has systemd; not PSS).",
+    "user_slices": "Memory of the user's processes outside containers: their systemd user slice's charged memory "
+                   "minus inactive file cache (this host has systemd; not PSS).",
 }
 
 
@@ -35,14 +36,18 @@ def families(snap: Snapshot) -> list[Metric]:
     # --- per user: their containers ---
     user_families = [
         (_counter("jupyterhub_user_cpu_seconds", "CPU time used by the user's containers, kept across container restarts.", U), "cpu_seconds_total"),
-        (_gauge("jupyterhub_user_memory_working_set_bytes", "Memory of the user's containers minus inactive page cache (what the OOM killer weighs).", U), "memory_working_set_bytes"),
+        (_gauge("jupyterhub_user_memory_working_set_bytes",
+                "Memory of the user's containers minus inactive page cache (what the OOM killer weighs).", U),
+         "memory_working_set_bytes"),
         (_gauge("jupyterhub_user_memory_rss_bytes", "Anonymous resident memory of the user's containers.", U), "memory_rss_bytes"),
         (_gauge("jupyterhub_user_memory_limit_bytes", "Memory limit of the user's containers (0: none).", U), "memory_limit_bytes"),
         (_gauge("jupyterhub_user_memory_guarantee_bytes", "Memory guaranteed (reserved) to the user's containers.", U), "memory_guarantee_bytes"),
         (_gauge("jupyterhub_user_cpu_limit_cores", "CPU limit of the user's containers in cores (0: none).", U), "cpu_limit_cores"),
         (_gauge("jupyterhub_user_cpu_guarantee_cores", "CPU cores guaranteed to the user's containers.", U), "cpu_guarantee_cores"),
     ]
-    user_families.append((_counter("jupyterhub_user_oom_kills", "Processes of the user's containers killed by the OOM killer, kept across container restarts.", U), "oom_kills_total"))
+    user_families.append((_counter("jupyterhub_user_oom_kills",
+                                   "Processes of the user's containers killed by the OOM killer, kept across container restarts.", U),
+                          "oom_kills_total"))
     container_users = [u for u in snap.users if u.containers]
     for family, attr in user_families:
         for u in container_users:

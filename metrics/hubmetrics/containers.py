@@ -107,7 +107,7 @@ class ContainerDirectory:
             self._known = fresh
             self.up = True
             self._last_refresh = time.monotonic()
-        except Exception as exc:  # daemon down, socket gone, API error: keep the last known
+        except Exception as exc:  # noqa: BLE001  daemon down, socket gone, API error: keep the last known
             if self.up:
                 log.warning("docker unreachable, serving the last known containers: %s", exc)
             self.up = False
@@ -136,7 +136,7 @@ class ContainerDirectory:
                     backoff = 1.0
                     if self._stopping.is_set():
                         return
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  any break of the stream: reconnect
                 log.debug("docker events stream broke: %s", exc)
             self._dirty.set()
             self._stopping.wait(backoff)

@@ -31,7 +31,7 @@ class Nvml:
                 pynvml.nvmlInit()
                 self._ready = True
             return _read_all(pynvml)
-        except Exception as exc:  # NVMLError_*, missing library, a driver returning garbage
+        except Exception as exc:  # noqa: BLE001  NVMLError_*, missing library, a driver returning garbage
             self.close()
             return NvmlReading(up=False, error=f"{type(exc).__name__}: {exc}")
 
@@ -41,7 +41,7 @@ class Nvml:
             try:
                 import pynvml
                 pynvml.nvmlShutdown()
-            except Exception:
+            except Exception:  # noqa: BLE001  closing after a failure: nothing more to do
                 pass
 
 

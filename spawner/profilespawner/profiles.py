@@ -431,7 +431,8 @@ def _preallocate(value, path, problems, largest_cpu, largest_mem):
         problems.append(f"{path}.cpu_guarantee: {cpu!r} is not valid; allowed: a number of cores >= 0")
         ok = False
     elif cpu > largest_cpu:
-        problems.append(f"{path}.cpu_guarantee: {cpu!r} is above the largest cpu_limit of any resource profile ({largest_cpu:g}); allowed: 0 to {largest_cpu:g}")
+        problems.append(f"{path}.cpu_guarantee: {cpu!r} is above the largest cpu_limit of any resource profile "
+                        f"({largest_cpu:g}); allowed: 0 to {largest_cpu:g}")
         ok = False
     mem = 0
     try:
@@ -445,7 +446,8 @@ def _preallocate(value, path, problems, largest_cpu, largest_mem):
                             f"reservation; allowed: 0, or {MIN_MEMORY_TEXT} to {format_size(largest_mem)}")
             ok = False
         elif mem > largest_mem:
-            problems.append(f"{path}.mem_guarantee: {value.get('mem_guarantee')!r} is above the largest mem_limit of any resource profile ({format_size(largest_mem)}); allowed: 0 to {format_size(largest_mem)}")
+            problems.append(f"{path}.mem_guarantee: {value.get('mem_guarantee')!r} is above the largest mem_limit of any "
+                            f"resource profile ({format_size(largest_mem)}); allowed: 0 to {format_size(largest_mem)}")
             ok = False
     return MaxPreallocate(float(cpu), mem) if ok else None
 

@@ -84,7 +84,7 @@ def usage(shell, burners) -> tuple[float, dict]:
     values = shell("; ".join(parts)).split()
     if len(values) != len(burners) + 1:
         raise RuntimeError(f"expected {len(burners) + 1} counters, read {values!r}")
-    return float(values[0]), {b.name: int(v) / 1e6 for b, v in zip(burners, values[1:])}
+    return float(values[0]), {b.name: int(v) / 1e6 for b, v in zip(burners, values[1:], strict=True)}
 
 
 def cores(shell, burners, window: float, warmup: float = 1.0) -> dict:

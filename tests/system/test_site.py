@@ -309,7 +309,7 @@ def test_users_are_isolated_on_the_network(two_users, outside):
                  str(SECOND_PORT), "--bind", "0.0.0.0")
     # the host (where the hub and the proxy run) reaches both of alice's ports ...
     for port in (8888, SECOND_PORT):
-        wait_for(lambda: host.exec(*tcp_probe(a_ip, port)).stdout.strip() == "open", 30,
+        wait_for(lambda port=port: host.exec(*tcp_probe(a_ip, port)).stdout.strip() == "open", 30,
                  f"alice's port {port} from the host", interval=1)
     # ... bob's container reaches neither
     for port in (8888, SECOND_PORT):
@@ -322,7 +322,7 @@ def test_users_are_isolated_on_the_network(two_users, outside):
                       ">/dev/null 2>&1 & echo $!").stdout.strip() for port in HOST_TEST_PORTS]
     try:
         for port in HOST_TEST_PORTS:
-            wait_for(lambda: host.exec(*tcp_probe("127.0.0.1", port)).stdout.strip() == "open",
+            wait_for(lambda port=port: host.exec(*tcp_probe("127.0.0.1", port)).stdout.strip() == "open",
                      30, f"the host's test listener on {port}", interval=1)
         api = f"{USERS_GATEWAY}:{HUB_API_PORT}"
         assert probe_in(host, OTHER_CONTAINER, uids[OTHER], http_probe(api, "hub/api")) == "open"

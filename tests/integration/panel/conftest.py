@@ -119,7 +119,7 @@ def busy_containers(docker_engine, base_image, pn_users):
                "--label", f"{LABEL}mem-guarantee={int(mem) // 4}", "--label", f"{LABEL}gpus={gpus}",
                BUSY_IMAGE, "sh", "-c", BUSY_SCRIPT)
         names.append(name)
-    yield {user: name for user, name in zip(USERS, names)}
+    yield {user: name for user, name in zip(USERS, names, strict=True)}
     subprocess.run(["docker", "rm", "-f", *names], capture_output=True)
 
 

@@ -92,4 +92,4 @@ def test_prometheus_config_renders_and_passes_promtool(tmp_path):
 def test_dashboard_job_names_match_the_scrape_config(job):
     config = yaml.safe_load(render_prometheus_config())
     assert job in {j["job_name"] for j in config["scrape_configs"]}
-    assert any(f'job=~"' in e and job in e or f'job="{job}"' in e for _, _, e in expressions())
+    assert any('job=~"' in e and job in e or f'job="{job}"' in e for _, _, e in expressions())

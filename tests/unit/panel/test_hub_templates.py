@@ -1,5 +1,4 @@
 """The hub template overrides render in JupyterHub's own Jinja setup and add the links."""
-import os
 from types import SimpleNamespace
 
 

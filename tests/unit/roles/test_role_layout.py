@@ -55,7 +55,7 @@ def test_units_are_rendered_from_the_role_variables():
     """The unit files name no path or port that a role variable sets: they are templates."""
     hub = (REPO / "systemd" / "jupyterhub.service").read_text()
     exporter = (REPO / "systemd" / "hubmetrics-exporter.service").read_text()
-    body = lambda text: "\n".join(l for l in text.splitlines() if not l.startswith("#"))  # noqa: E731
+    body = lambda text: "\n".join(line for line in text.splitlines() if not line.startswith("#"))  # noqa: E731
     for literal in ("/opt/jupyterhub", "/etc/jupyterhub", "/var/lib/jupyterhub"):
         assert literal not in body(hub), f"jupyterhub.service hard-codes {literal}"
     assert "/opt/jupyterhub" not in body(exporter) and "9945" not in body(exporter)
@@ -68,8 +68,8 @@ def test_units_are_rendered_from_the_role_variables():
 def test_one_pin_file_serves_the_hub_venv_and_the_tests():
     """tests/requirements.txt includes the hub role's pin file and pins none of its packages again."""
     hub_pins = REPO / "roles" / "hub" / "files" / "requirements.txt"
-    names = lambda text: {re.split(r"[=<>!~ ]", l, maxsplit=1)[0].lower()  # noqa: E731
-                          for l in text.splitlines() if l.strip() and not l.startswith(("#", "-"))}
+    names = lambda text: {re.split(r"[=<>!~ ]", line, maxsplit=1)[0].lower()  # noqa: E731
+                          for line in text.splitlines() if line.strip() and not line.startswith(("#", "-"))}
     tests = (REPO / "tests" / "requirements.txt").read_text()
     assert "-r ../roles/hub/files/requirements.txt" in tests.splitlines()
     assert names(hub_pins.read_text()) >= {"jupyterhub", "dockerspawner", "jupyterhub-idle-culler"}

@@ -25,7 +25,7 @@ def test_sample_is_valid_and_immutable(profiles):
     tiny = profiles.resources["Tiny"]
     assert (tiny.cpu_limit, tiny.mem_limit, tiny.gpus) == (1.0, 2 * G, 0)
     assert profiles.resources["Small"].description  # generated when absent
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # frozen dataclass: FrozenInstanceError
         tiny.cpu_limit = 5
     with pytest.raises(TypeError):
         profiles.resources["New"] = tiny
@@ -128,7 +128,8 @@ def test_unknown_keys_named():
     data["user_profiles"]["alice"]["allowed_resource"] = ["Tiny"]
     data["resource_profiles"]["Tiny"]["memory"] = "1G"
     msgs = problems_of(data)
-    assert "resource_profiles.Tiny.memory: unknown key; allowed: cpu_limit, mem_limit, cpu_guarantee, mem_guarantee, gpus, description, tmp_size, disk_quota" in msgs
+    assert ("resource_profiles.Tiny.memory: unknown key; allowed: cpu_limit, mem_limit, cpu_guarantee, mem_guarantee, "
+            "gpus, description, tmp_size, disk_quota") in msgs
     assert any(m.startswith("user_profiles.alice.allowed_resource: unknown key") for m in msgs)
 
 
