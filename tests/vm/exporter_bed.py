@@ -9,8 +9,9 @@ Used by test_exporter_v2.py and by record_v2_tree.py (the unit tests' recorded c
 - jupyter-alice-lab: best effort (0.25 CPU, 128M) in jupyterhub-users-besteffort.slice, busy;
 - jupyter-bob: guaranteed (0.5 CPU, 320M) holding 64M, with one OOM kill at its own limit;
 - carol (uid 1501): an SSH login (pam_systemd puts it in user.slice/user-1501.slice; the VM image
-  lacks libpam-systemd, so it is installed from Debian's mirror first, ~40 s; root's SSH commands
-  of later tests then run in user-0.slice instead of ssh.service), running a
+  lacks libpam-systemd, so it is installed from Debian's mirror first, ~40 s; while it is on,
+  root's SSH commands run in user-0.slice instead of ssh.service, so the bed turns it off again
+  after and checks that they are back where they were), running a
   bounded duty-cycled loop; where logind or pam_systemd is missing, a
   `systemd-run --uid --slice=user-1501.slice` unit stands in (`Bed.session` says which).
 """
@@ -126,13 +127,26 @@ def servers() -> list[Server]:
 
 
 PAM_SYSTEMD = "libpam-systemd"   # a stock Debian server has it (systemd Recommends it); the image lacks it
+PAM_ON = "grep -q pam_systemd /etc/pam.d/common-session"
+
+
+def login_cgroup(vm) -> str:
+    """Where a root SSH command of the other tests runs: /system.slice/ssh.service without
+    pam_systemd, /user.slice/user-0.slice/session-<n>.scope with it (the number dropped)."""
+    line = vm.ssh("cat /proc/self/cgroup", timeout=120).stdout.strip().removeprefix("0::")
+    return line.rsplit("/session-", 1)[0] + "/session-N.scope" if "/session-" in line else line
 
 
 def _start_session(vm, bed_notes: list) -> tuple[str, subprocess.Popen | None]:
     """carol's login: a real SSH session if logind + pam_systemd are there, else a stand-in.
     pam_systemd is installed from Debian's mirror when missing (~40 s in the guest)."""
     logind = vm.ssh("systemctl is-active systemd-logind", check=False).stdout.strip()
-    if vm.ssh("grep -q pam_systemd /etc/pam.d/common-session", check=False).returncode != 0:
+    if vm.ssh(PAM_ON, check=False).returncode != 0 and vm.ssh(
+            f"dpkg-query -W -f='${{Status}}' {PAM_SYSTEMD} | grep -q 'ok installed'", check=False).returncode == 0:
+        # installed, and turned off by an earlier bed of this VM
+        vm.ssh("DEBIAN_FRONTEND=noninteractive pam-auth-update --package --enable systemd", timeout=120)
+        bed_notes.append("pam-auth-update --enable systemd")
+    if vm.ssh(PAM_ON, check=False).returncode != 0:
         got = vm.ssh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends {PAM_SYSTEMD} "
                      f"|| (apt-get -q update && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
                      f"--no-install-recommends {PAM_SYSTEMD})", check=False, timeout=900)
@@ -160,8 +174,12 @@ def _start_session(vm, bed_notes: list) -> tuple[str, subprocess.Popen | None]:
 
 @contextlib.contextmanager
 def exporter_bed(vm, vm_engine):
-    """The containers, carol's session and the copied packages in the VM; all removed after."""
+    """The containers, carol's session and the copied packages in the VM; all removed after.
+    pam_systemd, if the bed turned it on, is turned off again (`pam-auth-update --disable`), so
+    the other modules sharing the session VM find root's SSH commands where they were (checked)."""
     _clean_vm(vm, vm_engine)
+    pam_was_on = vm.ssh(PAM_ON, check=False).returncode == 0
+    root_login = login_cgroup(vm)
     made = servers()
     ssh_proc = None
     try:
@@ -200,3 +218,9 @@ def exporter_bed(vm, vm_engine):
             ssh_proc.wait(timeout=30)
         _clean_vm(vm, vm_engine)
         vm.ssh(f"rm -rf {LIB}", check=False, timeout=60)
+        if not pam_was_on:
+            vm.ssh("DEBIAN_FRONTEND=noninteractive pam-auth-update --package --disable systemd", timeout=120)
+        now = login_cgroup(vm)
+        if now != root_login:
+            raise RuntimeError(f"root's SSH commands ran in {root_login} before the exporter's bed and "
+                               f"in {now} after it: later tests on the shared VM would see another layout")
