@@ -1,6 +1,7 @@
 """Benchmark: what one hubmetrics sample costs, against what people use instead, in the same run.
 
     python tests/benchmarks/bench_exporter.py [--levels 10,50,100] [--processes 2000]
+    python tests/benchmarks/bench_exporter.py --vm [--processes 2000] [--vm-containers 50]
 
 Starts real containers (`sleep infinity` from local/debian:bookworm, with the spawner's labels,
 16 MiB each) and 2,000 host processes under a few test users, then at 10, 50 and 100 containers
@@ -21,10 +22,18 @@ measures:
                   of a systemd host: N users' user.slice/user-<uid>.slice holding the 2,000 pids
                   and 50 containers, so users' processes come from the slices instead of /proc;
                   against process-exporter over the same (real) processes.
+  --vm            instead of all the above: a real cgroup v2 systemd host, the converged VM of
+                  tests/vm (Debian 12, systemd PID 1, the docker role's users' slice). In the guest:
+                  --processes sleepers in 4 users' user-<uid>.slice (systemd-run units), 50 hub
+                  containers (--vm-containers) in jupyterhub-users.slice with the spawner's Docker
+                  arguments and labels; our real Sampler (real Docker directory, users from their
+                  slices) against the host's prometheus-process-exporter binary copied in, both
+                  measured by their own CPU counters in the guest, plus our /proc path for reference.
 Targets (ratios measured in the same run, no timed assertion): ours <= 0.05 x process-exp on this
-host (cgroup v1, no systemd: /proc is scanned), ours <= 0.02 x process-exp in the systemd layout,
-ours:ctr <= 2 x ctr raw, RSS < 50 MB. Everything it started is removed at the end (containers
-hmbench-*, users hmbench-u*, processes, the process-exporter).
+host (cgroup v1, no systemd: /proc is scanned), ours <= 0.02 x process-exp in the systemd layout
+and in the --vm run, ours:ctr <= 2 x ctr raw, RSS < 50 MB. Everything it started is removed at
+the end (containers hmbench-*, users hmbench-u*, processes, the process-exporter; with --vm the
+VM itself, and the guest's units, users and containers first, also at start).
 """
 from __future__ import annotations
 
@@ -50,8 +59,6 @@ from hubmetrics import cgroups, labels  # noqa: E402
 from hubmetrics.nvml import Nvml  # noqa: E402
 from hubmetrics.snapshot import ContainerInfo  # noqa: E402
 from hubmetrics.sampler import Sampler, SamplerConfig  # noqa: E402
-from tests.harness import users  # noqa: E402
-from tests.harness.dockerd import ensure_dockerd  # noqa: E402
 
 PREFIX = "hmbench"
 IMAGE = "local/debian:bookworm"
@@ -100,6 +107,7 @@ class Bed:
         self.tmp = Path(tempfile.mkdtemp(prefix="hmbench-"))
 
     def make_users(self, n: int):
+        from tests.harness import users
         for i in range(n):
             name = f"{PREFIX}-u{i}"
             users.ensure_user(name, create_home=False)
@@ -145,8 +153,10 @@ class Bed:
                                capture_output=True, text=True).stdout.split()
         for i in range(0, len(names), 50):
             subprocess.run(["docker", "rm", "-f", *names[i:i + 50]], capture_output=True)
-        for u in self.users:
-            users.remove_user(u)
+        if self.users:
+            from tests.harness import users
+            for u in self.users:
+                users.remove_user(u)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -334,6 +344,181 @@ def measure_floor(fn, container_ids: list[str], loops: int = 5) -> float:
     return (time.process_time() - start) / loops
 
 
+# --- --vm: the same comparison inside a real cgroup v2 systemd host (the converged VM) ----------
+# The host side (vm_main/vm_bench) boots the VM, copies hubmetrics + its packages, this file and
+# the host's prometheus-process-exporter (a Go binary linked only against glibc, Debian 12 like the
+# guest) into it, starts the containers through the forwarded Docker socket and the processes as
+# systemd units in user slices; the measuring (vm_inner) runs in the VM with the guest's Python.
+VM_LIB = "/opt/hmbench"
+VM_USERS = 4
+VM_UID0 = 2100
+VM_PROBES = {"samples": SAMPLES, "proc_samples": 3, "scrapes": 3}
+
+
+def vm_inner(request_json: str) -> int:
+    """In the VM: our Sampler (real Docker directory, cgroup v2, users from their slices) against
+    process-exporter over the same processes; CPU from each one's own counters. Prints JSON."""
+    import json
+    req = json.loads(request_json)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # the ssh session ending: clean up in `finally`
+        signal.signal(sig, _interrupted)
+    result = {}
+    sampler = Sampler(SamplerConfig(pss_every=6))
+    try:
+        for _ in range(2):
+            snap = sampler.sample()
+        result["process_source"] = snap.health.process_source
+        result["cgroup_mode"] = snap.health.cgroup_mode
+        result["containers_seen"] = sum(1 for c in snap.containers if c.info.name.startswith(PREFIX))
+        result["slice_users_seen"] = sum(1 for u in snap.users if u.process_count)
+        result["slice_tasks_seen"] = sum(u.process_count for u in snap.users)
+        start = time.process_time()
+        for _ in range(req["samples"]):
+            sampler.sample()
+        result["ours_s"] = (time.process_time() - start) / req["samples"]
+        known = sampler.directory.current()
+        start = time.process_time()
+        for _ in range(req["samples"]):
+            sampler._read_containers(known)
+        result["ours_containers_s"] = (time.process_time() - start) / req["samples"]
+        result["ctr_raw_s"] = measure_container_raw(sampler)
+    finally:
+        sampler.close()
+    proc_sampler = Sampler(SamplerConfig(pss_every=6, user_processes="proc"))
+    try:  # the /proc scan the slices replace, for reference (fewer samples: it is the slow one)
+        for _ in range(2):
+            proc_sampler.sample()
+        start = time.process_time()
+        for _ in range(req["proc_samples"]):
+            proc_sampler.sample()
+        result["ours_proc_s"] = (time.process_time() - start) / req["proc_samples"]
+    finally:
+        proc_sampler.close()
+    config = Path(tempfile.mkdtemp(prefix="hmbench-")) / "process-exporter.yml"
+    config.write_text('process_names:\n  - name: "{{.Username}}"\n    cmdline:\n    - ".+"\n')
+    port = free_port()
+    pe = subprocess.Popen([req["process_exporter"], "-config.path", str(config), "-web.listen-address",
+                           f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    Path(req["process_exporter"]).with_name("pe.pid").write_text(f"{pe.pid}\n")  # for the host's cleanup
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        wait_http(url, timeout=120)
+        result["process_exporter_s"] = measure_process_exporter(pe, url, req["scrapes"])
+    finally:
+        pe.terminate()
+        try:
+            pe.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pe.kill()
+            pe.wait()
+        shutil.rmtree(config.parent, ignore_errors=True)
+    result["processes"] = sum(1 for name in os.listdir("/proc") if name.isdigit())
+    print(json.dumps(result))
+    return 0
+
+
+def _vm_clean(vm, engine) -> None:
+    """Remove what this bench (or a killed earlier run) started in the VM."""
+    import docker.errors
+
+    def remove(c):
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # the guest's dockerd takes seconds per removal
+        list(pool.map(remove, engine.containers.list(all=True, filters={"name": f"{PREFIX}-"})))
+    units = " ".join(f"{PREFIX}-u{i}" for i in range(VM_USERS))
+    users_ = "; ".join(f"userdel {PREFIX}-u{i} 2>/dev/null" for i in range(VM_USERS))
+    vm.ssh(f"systemctl stop {units} 2>/dev/null; systemctl reset-failed {units} 2>/dev/null; {users_}; "
+           f"test -f {VM_LIB}/pe.pid && kill $(cat {VM_LIB}/pe.pid) 2>/dev/null; rm -rf {VM_LIB}; true", timeout=300)
+
+
+def vm_bench(vm, engine, processes: int, containers: int) -> dict:
+    """Set up `processes` sleepers in VM_USERS users' slices and `containers` hub containers in
+    the users' slice, measure in the VM, remove everything (also at start)."""
+    import json
+    from profilespawner import dockerargs
+    from profilespawner.request import SpawnRequest
+    from tests.vm.exporter_bed import site_packages_tar
+    _vm_clean(vm, engine)
+    try:
+        vm.ssh(f"mkdir -p {VM_LIB} && tar -C {VM_LIB} -xz", input=site_packages_tar(), timeout=300)
+        vm.put(Path(__file__), f"{VM_LIB}/bench_exporter.py")
+        vm.put(shutil.which("prometheus-process-exporter") or "/usr/bin/prometheus-process-exporter",
+               f"{VM_LIB}/prometheus-process-exporter")
+        per_user = processes // VM_USERS
+        for i in range(VM_USERS):
+            uid = VM_UID0 + i
+            loop = f"for i in $(seq {per_user}); do sleep 1000000 & done; wait"
+            vm.ssh(f"useradd -M -u {uid} {PREFIX}-u{i} && systemd-run --unit={PREFIX}-u{i} --uid={uid} "
+                   f"--slice=user-{uid}.slice -p TasksMax={per_user + 50} sh -c '{loop}'", timeout=120)
+        req = SpawnRequest("Bench", "Base", IMAGE, 0.1, 16 * 2 ** 20)
+
+        def run(i):
+            user = f"{PREFIX}-hub{i}"
+            hc = dockerargs.host_config(req, pids_limit=64, cgroup_parent="jupyterhub-users.slice")
+            return engine.containers.run(IMAGE, ["sleep", "infinity"], name=f"{PREFIX}-c{i:03d}", detach=True,
+                                         labels=dockerargs.container_labels(req, user), **hc).id
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(run, range(containers)))
+        slices = " ".join(f"/sys/fs/cgroup/user.slice/user-{VM_UID0 + i}.slice/pids.current" for i in range(VM_USERS))
+        tasks = 0
+        for _ in range(300):  # bounded: the sleepers start at the guest's pace
+            tasks = sum(int(x) for x in vm.ssh(f"cat {slices}").stdout.split())
+            if tasks >= per_user * VM_USERS:
+                break
+            time.sleep(1)
+        request = dict(VM_PROBES, process_exporter=f"{VM_LIB}/prometheus-process-exporter")
+        out = vm.ssh(f"cd / && PYTHONPATH={VM_LIB} python3 {VM_LIB}/bench_exporter.py --vm-inner "
+                     f"'{json.dumps(request)}'", timeout=3600)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        result["slice_tasks"] = tasks
+        print(f"# measured in the VM: {json.dumps(result)}", flush=True)  # before the slow cleanup
+        return result
+    finally:
+        _vm_clean(vm, engine)
+
+
+def vm_main(args) -> int:
+    import docker
+    from tests.harness.images import ensure_base_image
+    from tests.harness.vm import start_vm
+    from tests.vm.conftest import converge_docker
+    signal.signal(signal.SIGTERM, _interrupted)
+    work = Path(tempfile.mkdtemp(prefix="hmbench-vm-"))
+    try:
+        with start_vm("bench-exporter-vm") as vm:
+            done = converge_docker(vm, work)
+            if done.returncode:
+                raise SystemExit(done.stdout[-3000:] + done.stderr[-2000:])
+            vm.load_image(ensure_base_image())
+            engine = docker.DockerClient(base_url=f"unix://{vm.docker_socket()}", timeout=300)
+            try:
+                result = vm_bench(vm, engine, args.processes, args.vm_containers)
+            finally:
+                engine.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return print_vm(result, args.processes, args.vm_containers)
+
+
+def print_vm(r: dict, processes: int, containers: int) -> int:
+    ratio = r["ours_s"] / r["process_exporter_s"]
+    print(f"\ncgroup v2 systemd VM (Debian 12, qemu TCG; {r['processes']} processes in the guest): "
+          f"{processes} processes in {VM_USERS} users' slices ({r['slice_tasks']} tasks), {containers} containers")
+    head = ("seen ctrs", "slice users", "source", "ours ms", "ours:ctr ms", "ctr raw ms", "ours /proc ms",
+            "proc-exp ms", "ours/proc-exp", "/proc/proc-exp")
+    print("  ".join(f"{h:>13}" for h in head))
+    cells = (r["containers_seen"], r["slice_users_seen"], r["process_source"], f"{r['ours_s'] * 1e3:.1f}",
+             f"{r['ours_containers_s'] * 1e3:.1f}", f"{r['ctr_raw_s'] * 1e3:.1f}", f"{r['ours_proc_s'] * 1e3:.0f}",
+             f"{r['process_exporter_s'] * 1e3:.0f}", f"{ratio:.4f}", f"{r['ours_proc_s'] / r['process_exporter_s']:.3f}")
+    print("  ".join(f"{str(c):>13}" for c in cells))
+    ok = ratio <= 0.02 and r["process_source"] == "user_slices" and r["containers_seen"] == containers
+    print(f"target: ours/proc-exp <= 0.02 (users from their slices, all containers seen) -> {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
 def _interrupted(signum, _frame):
     raise KeyboardInterrupt(f"signal {signum}")  # so that `finally` cleans up
 
@@ -345,9 +530,18 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=4, help="test users owning them (default 4)")
     parser.add_argument("--slice-users", type=int, default=200,
                         help="users in the systemd-layout run (default 200; 0: skip it)")
+    parser.add_argument("--vm", action="store_true",
+                        help="measure inside a converged cgroup v2 systemd VM instead (tests/harness/vm.py)")
+    parser.add_argument("--vm-containers", type=int, default=50, help="containers in the --vm run (default 50)")
+    parser.add_argument("--vm-inner", metavar="JSON", help=argparse.SUPPRESS)  # the part run in the VM
     args = parser.parse_args()
     levels = sorted(int(x) for x in args.levels.split(","))
 
+    if args.vm:
+        return vm_main(args)
+    if args.vm_inner:
+        return vm_inner(args.vm_inner)
+    from tests.harness.dockerd import ensure_dockerd
     ensure_dockerd()
     if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
         raise SystemExit(f"image {IMAGE} is missing: python -m tests.harness.images")

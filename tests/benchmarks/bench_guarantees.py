@@ -7,8 +7,10 @@ cores against its guarantee, and what the best-effort servers got together, for
 - classes: this product (QoS classes: weights by guarantee, best effort in one low-weight parent);
 - flat: the previous release (weights by guarantee, best effort at Docker's default weight, one parent);
 - dockerspawner: no weights at all (dockerspawner ignores cpu_guarantee).
-Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--vm]` (--vm: the same on cgroup v2
-in the Debian 12 VM of tests/harness/vm.py, with the docker role's slices). No timed assertions.
+Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--vm]` (--vm: instead, the same on
+cgroup v2 in the Debian 12 VM of tests/harness/vm.py, with the docker role's slices and 2x the window;
+only the VM, so that this machine's busy containers do not starve the qemu next to them). No timed
+assertions. Every container it starts (jbm-bench-*) is removed, also those a killed run left.
 """
 import argparse
 import contextlib
@@ -88,17 +90,22 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_guarantees: terminated"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=5.0)
-    parser.add_argument("--vm", action="store_true", help="also run on cgroup v2 in the Debian 12 VM")
+    parser.add_argument("--vm", action="store_true",
+                        help="run on cgroup v2 in the Debian 12 VM instead of this machine")
     args = parser.parse_args()
     ensure_dockerd()
     ensure_base_image()
-    remove_bench_containers(docker.from_env())  # left by a run that was killed
-    bench(docker.from_env(), contention.local_shell, ensure_users_parent("jbm-bench"), args.window,
-          "this machine (cgroupfs driver, harness users' parent)")
     if args.vm:
         with converged_vm() as (engine, shell):
             bench(engine, shell, "jupyterhub-users.slice", args.window * 2,
                   "Debian 12 VM (cgroup v2, systemd driver, the docker role's slices, users' slice 1 core)")
+        return
+    remove_bench_containers(docker.from_env())  # left by a run that was killed
+    try:
+        bench(docker.from_env(), contention.local_shell, ensure_users_parent("jbm-bench"), args.window,
+              "this machine (cgroupfs driver, harness users' parent)")
+    finally:
+        remove_bench_containers(docker.from_env())
 
 
 @contextlib.contextmanager
@@ -111,9 +118,11 @@ def converged_vm():
         if converged.returncode != 0:
             sys.exit(f"the docker role did not converge in the VM:\n{converged.stdout[-3000:]}")
         vm.load_image(BASE_IMAGE)
-        engine = docker.DockerClient(base_url=f"unix://{vm.docker_socket()}", timeout=120)
+        # the emulated guest's engine is slow, more so on a loaded machine (as tests/vm's vm_engine)
+        engine = docker.DockerClient(base_url=f"unix://{vm.docker_socket()}", timeout=600)
         try:
-            yield engine, lambda script: vm.ssh(script, timeout=120).stdout
+            remove_bench_containers(engine)
+            yield engine, lambda script: vm.ssh(script, timeout=300).stdout
         finally:
             remove_bench_containers(engine)
             engine.close()

@@ -5,6 +5,9 @@ Containers get the spawner's own Docker arguments (dockerargs.host_config, the p
 spawner uses), and everything is judged from the containers' own cgroup files and counters:
 limits read back, CPU delivered under contention over the guest's own clock, OOM kills.
 """
+import json
+from pathlib import Path
+
 import pytest
 
 from profilespawner import dockerargs, qos
@@ -81,3 +84,58 @@ def test_cpu_guarantee_holds_and_idle_cpu_goes_to_best_effort(converged_vm, burn
     got = contention.cores(shell_of(converged_vm), running, window=6, warmup=1)
     print("v2 cores, guaranteed server stopped:", {k: round(v, 2) for k, v in got.items()})
     assert sum(v for k, v in got.items() if k != "v2-cg") >= 0.8 * SLICE_CPUS, got
+
+
+PROBE = Path(__file__).resolve().parent / "oom_order_probe.py"
+G_ANON, G_CACHE, B_CACHE, OVER, HOG = 640, 64, 200, 120, 800   # MiB; the slice holds 1200
+
+
+def test_full_users_slice_reclaims_and_oom_kills_best_effort_and_spares_the_guarantee(converged_vm, burners):
+    """A server guaranteed 800M (memory.low) holds 640M + 64M of page cache, within it; a
+    best-effort server holds 200M of page cache. When the slice is full, the kernel first reclaims
+    the best-effort cache, not the guaranteed one; then a best-effort hog leaves nothing to
+    reclaim and the OOM killer kills in the best-effort server, not the guaranteed one, though its
+    holder is the largest process (without the spawner's oom_score_adj it would be the victim).
+    Driven and watched in ONE ssh (oom_order_probe.py, bounded waits); judged by memory.stat,
+    memory.events and the processes left in each cgroup."""
+    g, be = burners([("v2-mg", contention.request(1, 0, 900 * M, 800 * M)),
+                     ("v2-mb", contention.request(1, 0, 900 * M))], threads=0)
+    converged_vm.put(PROBE, "/root/oom_order_probe.py")
+    request = {"slice": USERS, "guaranteed": [g.name, g.cgroup_dir], "besteffort": [be.name, be.cgroup_dir],
+               "g_anon_mb": G_ANON, "g_cache_mb": G_CACHE, "b_cache_mb": B_CACHE, "over_mb": OVER,
+               "hog_mb": HOG, "timeout": 1200}
+    done = converged_vm.ssh("python3 /root/oom_order_probe.py", input=json.dumps(request), timeout=1500)
+    got = json.loads(done.stdout)
+    before, reclaim, oom = got["before"], got["reclaim"], got["oom"]
+    summary = {phase: {k: {"anon_mb": got[phase][k]["anon"] // M if k != "slice" else None,
+                           "file_mb": got[phase][k]["file"] // M, "current_mb": got[phase][k]["current"] // M,
+                           "oom": got[phase][k]["events"].get("oom"),
+                           "oom_kill": got[phase][k]["events"].get("oom_kill"),
+                           "max": got[phase][k]["events"].get("max")} for k in ("g", "b", "slice")}
+               for phase in ("before", "reclaim", "oom")}
+    print("v2 OOM order:", json.dumps({"b_hold_mb": got["b_hold_mb"], "hog": got["hog"], **summary}))
+    assert got["g_held"] and all(s["rc"] == 0 for s in got["steps"]), got["steps"]
+    # the guarantee as the kernel holds it, read back from the container's own cgroup file
+    assert before["g"]["low"] == 800 * M and before["b"]["low"] == 0, (before["g"]["low"], before["b"]["low"])
+    assert before["g"]["current"] <= 800 * M, before["g"]["current"]            # within its guarantee
+    assert before["g"]["file"] >= G_CACHE * M and before["b"]["file"] >= B_CACHE * M, summary["before"]
+    holder = [p for p in before["g"]["procs"] if p["comm"] == "perl"]
+    assert len(holder) == 1, before["g"]["procs"]
+    expected_g = dockerargs.host_config(g.req, mem_capacity=SLICE_MEMORY)["oom_score_adj"]
+    expected_b = dockerargs.host_config(be.req, mem_capacity=SLICE_MEMORY)["oom_score_adj"]
+    assert holder[0]["oom_score_adj"] == expected_g, holder
+    assert {p["oom_score_adj"] for p in reclaim["b"]["procs"]} == {expected_b}, reclaim["b"]["procs"]
+    # reclaim: the slice hit its limit and the best-effort cache went, the guaranteed cache stayed
+    assert got["b_held"], summary["reclaim"]
+    assert reclaim["slice"]["events"]["max"] > before["slice"]["events"]["max"], summary
+    assert reclaim["b"]["file"] <= before["b"]["file"] - OVER * M // 2, summary
+    assert reclaim["g"]["file"] >= before["g"]["file"] - 2 * M, summary
+    assert reclaim["g"]["events"]["oom_kill"] == reclaim["b"]["events"]["oom_kill"] == 0, summary
+    # OOM: killed in the best-effort server, at the slice's limit (not its own); the guarantee kept
+    assert got["hog"]["rc"] == 137 and "survived" not in got["hog"]["out"], got["hog"]
+    assert oom["b"]["events"]["oom_kill"] >= 1 and oom["b"]["events"]["oom"] == 0, summary["oom"]
+    assert oom["slice"]["events"]["oom"] >= 1 and oom["slice"]["events"]["oom_kill"] >= 1, summary["oom"]
+    assert oom["g"]["events"]["oom_kill"] == 0 and oom["g"]["events"]["oom"] == 0, summary["oom"]
+    assert holder[0]["pid"] in [p["pid"] for p in oom["g"]["procs"]], oom["g"]["procs"]   # it survived
+    assert oom["g"]["anon"] >= G_ANON * M, summary["oom"]                                  # with its memory
+    assert [p for p in oom["b"]["procs"] if p["comm"] == "perl"] == [], oom["b"]["procs"]  # none left

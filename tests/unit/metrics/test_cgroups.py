@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from hubmetrics import cgroups
+from tests.unit.metrics.recorded import load
 from tests.unit.metrics.cgroup_trees import (Numbers, proc_cgroup_v1, proc_cgroup_v2, v1_container, v1_root,
                                              v2_container, v2_root)
 
@@ -57,23 +58,35 @@ def test_parses_proc_cgroup_and_finds_the_container_id():
     "jupyterhub-users.slice/docker-{cid}.scope",                     # a flat (non-nested) slice dir
 ])
 def test_v2_reads_a_containers_numbers(tmp_path, rel):
-    root = v2_root(tmp_path)
-    n = Numbers()
-    v2_container(root, rel.format(cid=CID), n)
-    v2_container(root, f"system.slice/docker-{CID2}.scope", Numbers(cpu_usec=1, memory_current=10, inactive_file=0))
-    where = cgroups.locate(str(root), cgroups.V2, CID, cgroup_parent="jupyterhub-users.slice")
+    """A container's files as recorded on a real systemd host (recorded.py), moved to each layout
+    Docker may use; the numbers are those the recorder parsed from the same files."""
+    rec = load(tmp_path)
+    alice = rec.container("jupyter-alice")
+    moved = rec.cgroup / rel.format(cid=CID)
+    moved.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(rec.cgroup / alice["cgroup"], moved)
+    other = rec.container("jupyter-alice-lab")
+    where = cgroups.locate(str(rec.cgroup), cgroups.V2, CID, cgroup_parent="jupyterhub-users.slice")
     assert where is not None and where.dir("memory").endswith(rel.format(cid=CID))
-    s = read_and_compare(where, n)
-    assert s.cpu_limit_cores == pytest.approx(n.cpu_quota_us / n.cpu_period_us)
-    assert s.pids == n.pids
-    assert s.oom_kills == n.oom_kills
+    n = alice["numbers"]
+    s = cgroups.read_stats(where)
+    assert s.cpu_seconds == n["cpu_usec"] / 1e6
+    assert s.memory_usage_bytes == n["memory_current"]
+    assert s.memory_working_set_bytes == n["memory_current"] - n["inactive_file"] < n["memory_current"]
+    assert s.memory_rss_bytes == n["anon"]
+    assert (s.memory_limit_bytes, s.memory_reservation_bytes) == (n["memory_max"], n["memory_low"])
+    assert s.cpu_limit_cores == n["cpu_quota"] / n["cpu_period"] == 0.5
+    assert (s.pids, s.oom_kills) == (n["pids"], n["oom_kill"])
+    assert cgroups.locate(str(rec.cgroup), cgroups.V2, other["id"]).dir("").endswith(other["cgroup"])
 
 
 def test_v2_without_limits(tmp_path):
-    root = v2_root(tmp_path)
-    v2_container(root, f"system.slice/docker-{CID}.scope", Numbers(memory_max=None, cpu_quota_us=None, memory_low=0))
-    s = cgroups.read_stats(cgroups.locate(str(root), cgroups.V2, CID))
-    assert s.memory_limit_bytes is None
+    """user.slice as recorded has no limits ("max"); the same files in a container's place."""
+    rec = load(tmp_path)
+    scope = rec.cgroup / f"system.slice/docker-{CID}.scope"
+    shutil.copytree(rec.cgroup / "user.slice", scope, ignore=lambda d, names: [n for n in names if n.startswith("user-")])
+    s = cgroups.read_stats(cgroups.locate(str(rec.cgroup), cgroups.V2, CID))
+    assert s.memory_limit_bytes is None and rec.expected["ancestors"]["user.slice"]["memory_max"] is None
     assert s.cpu_limit_cores is None
     assert s.memory_reservation_bytes == 0
 

@@ -120,7 +120,9 @@ def test_pss_of_a_running_process_is_re_read_every_n_samples_staggered_by_pid():
         kept = table.scan([grower.pid])[0]      # used CPU, but not its turn
         fresh = table.scan([grower.pid])[0]     # its turn
         assert kept.pss_bytes == first.pss_bytes
-        assert fresh.pss_bytes >= first.pss_bytes + 40 * 2 ** 20
+        # the 40 MiB it touched, less what its shared pages lost when another process mapped the
+        # same libraries in between (PSS divides them among the sharers): a kept value still fails
+        assert fresh.pss_bytes >= first.pss_bytes + 36 * 2 ** 20, (first.pss_bytes, fresh.pss_bytes)
         assert fresh.cpu_seconds > first.cpu_seconds
     finally:
         table.close()

@@ -9,6 +9,7 @@ from hubmetrics.nvml import Nvml
 from hubmetrics.sampler import Sampler, SamplerConfig
 from tests.unit.metrics.cgroup_trees import Numbers, v1_root, v1_user_slice, v2_root, v2_user_slice
 from tests.unit.metrics.conftest import StaticDirectory
+from tests.unit.metrics.recorded import load
 
 DAVE = Numbers(cpu_usec=41_000_000, memory_current=300_000_000, inactive_file=20_000_000, pids=9)
 ERIN = Numbers(cpu_usec=5_000_000, memory_current=90_000_000, inactive_file=10_000_000, pids=2)
@@ -36,16 +37,25 @@ def test_a_systemd_host_is_told_by_its_marker_or_its_user_slice(tmp_path):
     assert slices.is_systemd_host(str(v1), cgroups.HYBRID, str(tmp_path / "norun"))
 
 
-@pytest.mark.parametrize("version", ["v2", "v1"])
-def test_each_users_slice_gives_their_cpu_memory_and_tasks(tmp_path, version):
-    if version == "v2":
-        root, mode = v2_root(tmp_path / "cg"), cgroups.V2
-        for uid, n in ((1600, DAVE), (1601, ERIN), (0, Numbers()), (65534, Numbers())):
-            v2_user_slice(root, uid, n)
-    else:
-        root, mode = v1_root(tmp_path / "cg"), cgroups.HYBRID
-        for uid, n in ((1600, DAVE), (1601, ERIN), (0, Numbers()), (65534, Numbers())):
-            v1_user_slice(root, uid, n)
+def test_each_users_slice_gives_their_cpu_memory_and_tasks_v2_recorded(tmp_path):
+    """user.slice as recorded on a real systemd host (recorded.py): carol's SSH login and root's."""
+    import shutil
+    rec = load(tmp_path)
+    (carol,) = [s for s in rec.slices() if s["uid"] == 1501]
+    shutil.copytree(rec.cgroup / carol["cgroup"], rec.cgroup / "user.slice/user-65534.slice")  # nobody's
+    where = slices.layout(str(rec.cgroup), cgroups.V2)
+    got = {s.uid: s for s in slices.user_slices(where, min_uid=1000)}
+    assert set(got) == {1501}   # root's and nobody's slices are not users'
+    n = carol["numbers"]
+    assert got[1501].cpu_seconds == n["cpu_usec"] / 1e6
+    assert got[1501].memory_bytes == n["memory_current"] - n["inactive_file"]
+    assert got[1501].tasks == n["pids"]
+
+
+def test_each_users_slice_gives_their_cpu_memory_and_tasks_v1(tmp_path):
+    root, mode = v1_root(tmp_path / "cg"), cgroups.HYBRID
+    for uid, n in ((1600, DAVE), (1601, ERIN), (0, Numbers()), (65534, Numbers())):
+        v1_user_slice(root, uid, n)
     where = slices.layout(str(root), mode)
     assert where is not None
     got = {s.uid: s for s in slices.user_slices(where, min_uid=1000)}
