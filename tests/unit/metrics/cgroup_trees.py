@@ -132,7 +132,7 @@ def v1_container(root: Path, rel_dir: str, n: Numbers = Numbers(), oom_kill_line
             f"active_file {active_file}\nunevictable 0\nhierarchical_memory_limit {n.memory_max or V1_UNLIMITED}\n")
     stat += "".join(f"total_{line}\n" for line in stat.splitlines() if not line.startswith("hierarchical"))
     _write(m / "memory.stat", stat)
-    oom = f"oom_kill_disable 0\nunder_oom 0\n" + (f"oom_kill {n.oom_kills}\n" if oom_kill_line else "")
+    oom = "oom_kill_disable 0\nunder_oom 0\n" + (f"oom_kill {n.oom_kills}\n" if oom_kill_line else "")
     _write(m / "memory.oom_control", oom)
     _write(m / "memory.failcnt", f"{n.own_limit_hits}\n")
     _write(root / "pids" / rel_dir / "pids.current", f"{n.pids}\n")

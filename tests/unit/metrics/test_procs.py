@@ -12,7 +12,8 @@ import pytest
 from hubmetrics import procs
 
 CID = "3f1c0b7a9d2e4f56" * 4
-BURN = "import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\nx=bytearray(30*1024*1024)\nimport sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n"
+BURN = ("import time\nt=time.process_time()\nwhile time.process_time()-t<0.3: pass\nx=bytearray(30*1024*1024)\n"
+        "import sys; sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(60)\n")
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Users' processes outside containers on systemd hosts: read per user from their user slices
 (v2 and v1 layouts), in place of the /proc scan, with the same series and snapshot keys."""
-import os
 
 import pytest
 
