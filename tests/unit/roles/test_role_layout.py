@@ -75,3 +75,11 @@ def test_one_pin_file_serves_the_hub_venv_and_the_tests():
     assert names(hub_pins.read_text()) >= {"jupyterhub", "dockerspawner", "jupyterhub-idle-culler"}
     assert not names(hub_pins.read_text()) & names(tests), "a hub pin is repeated in tests/requirements.txt"
     assert "hub_requirements_file" in (REPO / "roles" / "hub" / "vars" / "main.yml").read_text()
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_argument_spec_descriptions_hold_no_jinja(role):
+    """Ansible templates the whole argument_spec before validating: an example like
+    "{{ vault_x }}" in a description makes the role fail on every host that lacks vault_x."""
+    text = (role / "meta" / "argument_specs.yml").read_text()
+    assert "{{" not in text and "{%" not in text, f"{role.name}: Jinja in meta/argument_specs.yml"
