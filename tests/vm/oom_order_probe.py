@@ -8,9 +8,9 @@ Request: {"slice": dir, "guaranteed": [name, dir], "besteffort": [name, dir],
           "g_anon_mb": n, "g_cache_mb": n, "b_cache_mb": n, "over_mb": n, "hog_mb": n,
           "timeout": seconds}
 
-1. the guaranteed container writes g_cache_mb of page cache (synced: clean, reclaimable) and a
-   holder keeps g_anon_mb of anonymous memory: within its guarantee (memory.low);
-   the best-effort container writes b_cache_mb of page cache;
+1. the guaranteed container writes g_cache_mb of page cache (synced: clean, reclaimable; 0: none,
+   e.g. when the image is read-only) and a holder keeps g_anon_mb of anonymous memory: within
+   its guarantee (memory.low); the best-effort container writes b_cache_mb of page cache;
 2. "reclaim": a best-effort holder asks what leaves the slice over_mb above its memory.max: the
    kernel must reclaim, and (memory.low) from the best-effort server's cache, not the
    guaranteed one's; it holds that and stays up;
@@ -100,10 +100,12 @@ def main(req):
 
     # on the container's overlay (ext4): reclaimable page cache; /tmp is a tmpfs (shmem: not without swap)
     cache = "head -c {b} /dev/zero > /var/tmp/cache && sync"
-    step("g cache", docker("exec", g_name, "sh", "-c", cache.format(b=req["g_cache_mb"] * M)))
+    if req["g_cache_mb"]:
+        step("g cache", docker("exec", g_name, "sh", "-c", cache.format(b=req["g_cache_mb"] * M)))
     step("g hold", docker("exec", "-d", g_name, "perl", "-e", HOLD, str(req["g_anon_mb"])))
     out["g_held"] = wait(lambda: anon(g_dir) >= req["g_anon_mb"] * M, deadline)
-    step("b cache", docker("exec", b_name, "sh", "-c", cache.format(b=req["b_cache_mb"] * M)))
+    if req["b_cache_mb"]:
+        step("b cache", docker("exec", b_name, "sh", "-c", cache.format(b=req["b_cache_mb"] * M)))
     out["before"] = state(req)
     # what leaves the slice over_mb above its limit: reclaim is needed, OOM is not
     ask = (int(out["before"]["slice"]["max"]) - int(out["before"]["slice"]["current"])) // M + req["over_mb"]
