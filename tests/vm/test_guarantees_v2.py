@@ -130,7 +130,9 @@ def test_full_users_slice_oom_kills_best_effort_and_spares_the_guarantee(converg
         assert phase["g"]["events"]["oom_kill"] == 0 and phase["g"]["events"]["oom"] == 0, summary
     assert oom["b"]["events"]["oom_kill"] >= 1 and oom["b"]["events"]["oom"] == 0, summary["oom"]
     assert oom["slice"]["events"]["oom"] >= 1 and oom["slice"]["events"]["oom_kill"] >= 1, summary["oom"]
-    assert oom["slice"]["events"]["oom_kill"] == oom["b"]["events"]["oom_kill"], summary["oom"]
+    # every kill in the slice during this test (the session's VM may carry earlier ones) was b's
+    slice_kills = oom["slice"]["events"]["oom_kill"] - before["slice"]["events"].get("oom_kill", 0)
+    assert slice_kills == oom["b"]["events"]["oom_kill"] - before["b"]["events"].get("oom_kill", 0), summary
     assert holder[0]["pid"] in [p["pid"] for p in oom["g"]["procs"]], oom["g"]["procs"]   # it survived
     assert oom["g"]["anon"] >= G_ANON * M, summary["oom"]                                  # with its memory
     assert [p for p in oom["b"]["procs"] if p["comm"] == "perl"] == [], oom["b"]["procs"]  # none left
