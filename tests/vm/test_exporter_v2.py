@@ -24,9 +24,9 @@ import json
 import subprocess
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.vm.exporter_bed import LIB, M, PORT, SSH_USER, UNIT, Bed, Server, exporter_bed, probe
+from tests.harness.exposition import samples
 
 pytestmark = pytest.mark.vm
 
@@ -35,14 +35,6 @@ pytestmark = pytest.mark.vm
 def bed(converged_vm, vm_engine):
     with exporter_bed(converged_vm, vm_engine) as b:
         yield b
-
-
-def samples(text: str) -> dict:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def working_set(n: dict) -> int:

@@ -14,21 +14,13 @@ import time
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fakenvml.build import FakeGpu, nvml_env, write_config
 from tests.integration.metrics.conftest import DockerSocketProxy, cgroup_file, free_port
+from tests.harness.exposition import samples as series
 
 pytestmark = pytest.mark.integration
 EXPORTER = shutil.which("hubmetrics-exporter") or os.path.join(os.path.dirname(sys.executable), "hubmetrics-exporter")
-
-
-def series(text: str) -> dict:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def cgroup_cpu(cid: str) -> float:

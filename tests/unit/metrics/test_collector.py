@@ -5,7 +5,6 @@ import subprocess
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from hubmetrics.collector import SnapshotCollector
 from hubmetrics.exporter import make_registry
@@ -13,6 +12,7 @@ from hubmetrics.nvml import Nvml
 from hubmetrics.sampler import Sampler, SamplerConfig
 from hubmetrics.snapshot import (CgroupStats, ContainerInfo, ContainerSample, GpuDevice, Health, HomeUsage, Host,
                                  Snapshot, UserGpu, UserSample)
+from tests.harness.exposition import samples
 
 PROMTOOL = shutil.which("promtool")
 
@@ -39,14 +39,6 @@ def gpu_snapshot() -> Snapshot:
 
 def render(snap) -> str:
     return generate_latest(make_registry(lambda: snap)).decode()
-
-
-def samples(text: str) -> dict:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 def test_every_promised_series_is_there():
