@@ -21,6 +21,13 @@ from .cgroups import container_id_in
 from .cgroups import read_file as _read_bytes  # one small file, two syscalls, no file object
 
 NOBODY = 65534
+
+
+def owner_uid(proc_dir: str) -> int:
+    """Who a process is: the owner of its /proc/<pid> directory (its effective uid)."""
+    return os.stat(proc_dir).st_uid
+
+
 log = logging.getLogger(__name__)
 
 
@@ -129,7 +136,7 @@ class ProcessTable:
     def _classify(self, pid: int, old: _Known | None) -> tuple[_Known | None, bytes]:
         """A new pid, or one due for re-verification: who owns it, is it the process we knew."""
         base = f"{self.proc_root}/{pid}"
-        uid = os.stat(base).st_uid
+        uid = owner_uid(base)
         data = _read_bytes(f"{base}/stat")
         start = int(data.rpartition(b")")[2].split()[19])
         if old is not None:

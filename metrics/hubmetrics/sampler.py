@@ -315,7 +315,7 @@ class Sampler:
                     owners[p.pid] = known[cid].user
                 continue
             try:
-                uid = os.stat(f"{self.config.proc_root}/{p.pid}").st_uid
+                uid = procs.owner_uid(f"{self.config.proc_root}/{p.pid}")
             except OSError:
                 continue
             if uid >= self.config.min_uid and uid != procs.NOBODY:

@@ -7,6 +7,7 @@ import sys
 import psutil
 import pytest
 
+from hubmetrics import procs
 from hubmetrics.snapshot import ContainerInfo
 from tests.unit.metrics.cgroup_trees import Numbers, proc_cgroup_v2, v2_container, v2_root
 
@@ -47,7 +48,24 @@ def sleeper():
 
 
 @pytest.fixture
-def fake_host(tmp_path, sleeper):
+def own(monkeypatch):
+    """own(dir, uid): make a fake /proc/<pid> belong to uid. Root chowns it for real; a normal
+    user may not give files away, so the exporter's owner lookup (procs.owner_uid) reads the
+    uids recorded here for these directories and the real owner for every other path."""
+    if os.geteuid() == 0:
+        return lambda d, uid: os.chown(d, uid, uid)
+    owners = {}
+    real = procs.owner_uid
+
+    def recorded_or_real(path):
+        key = os.path.normpath(path)
+        return owners[key] if key in owners else real(path)
+    monkeypatch.setattr(procs, "owner_uid", recorded_or_real)
+    return lambda d, uid: owners.__setitem__(os.path.normpath(d), uid)
+
+
+@pytest.fixture
+def fake_host(tmp_path, sleeper, own):
     """A v2 host with alice's and bob's containers and carol (uid 1500) logged in by SSH."""
     cg = v2_root(tmp_path / "cgroup")
     users = "jupyterhub.slice/jupyterhub-users.slice"
@@ -62,13 +80,13 @@ def fake_host(tmp_path, sleeper):
         d = proc / str(pid)
         d.mkdir()
         (d / "cgroup").write_text(proc_cgroup_v2(f"{users}/docker-{cid}.scope"))
-        os.chown(d, uid, uid)
+        own(d, uid)
     d = proc / str(sleeper.pid)
     d.mkdir()
     for name in ("stat", "statm", "status", "smaps_rollup"):
         shutil.copyfile(f"/proc/{sleeper.pid}/{name}", d / name)
     (d / "cgroup").write_text("0::/user.slice/user-1500.slice/session-7.scope\n")
-    os.chown(d, 1500, 1500)
+    own(d, 1500)
     containers = [
         ContainerInfo(id=ALICE_ID, name="jupyter-alice", user="alice", init_pid=7001,
                       cgroup_parent="jupyterhub-users.slice", cpu_limit_cores=2.0, mem_limit_bytes=2 * 1024 ** 3,

@@ -36,8 +36,10 @@ def test_reads_cpu_and_pss_of_a_real_process(busy_child):
 
 
 def test_system_uids_are_not_users(busy_child):
-    assert os.getuid() < 1000, "runs as root (uid 0) on the test bed"
-    assert procs.user_processes("/proc", min_uid=1000, pids=[busy_child.pid]) == []
+    """A process whose uid is below min_uid (the first user uid) is not a user's."""
+    me = os.getuid()
+    assert procs.user_processes("/proc", min_uid=me + 1, pids=[busy_child.pid]) == []
+    assert [p.uid for p in procs.user_processes("/proc", min_uid=me, pids=[busy_child.pid])] == [me]
 
 
 def test_processes_exiting_mid_sample_are_skipped(busy_child):
@@ -67,22 +69,22 @@ def test_a_process_vanishing_between_listing_and_reading(busy_child):
     assert busy_child.pid in found
 
 
-def _copy_process(src_pid: int, fake_proc, cgroup_text: str, uid: int) -> None:
+def _copy_process(src_pid: int, fake_proc, cgroup_text: str, uid: int, own) -> None:
     d = fake_proc / str(src_pid)
     d.mkdir()
     for name in ("stat", "statm", "status", "smaps_rollup"):
         shutil.copyfile(f"/proc/{src_pid}/{name}", d / name)
     (d / "cgroup").write_text(cgroup_text)
-    os.chown(d, uid, uid)
+    own(d, uid)
 
 
-def test_a_copied_proc_root_stands_in_and_container_processes_are_left_out(tmp_path, busy_child):
+def test_a_copied_proc_root_stands_in_and_container_processes_are_left_out(tmp_path, busy_child, own):
     fake = tmp_path / "proc"
     fake.mkdir()
     shutil.copyfile("/proc/stat", fake / "stat")   # psutil reads the boot time from here
     shutil.copyfile("/proc/meminfo", fake / "meminfo")
-    _copy_process(busy_child.pid, fake, "0::/user.slice/user-1500.slice/session-4.scope\n", 1500)
-    _copy_process(os.getpid(), fake, f"12:memory:/docker/{CID}\n0::/\n", 1501)
+    _copy_process(busy_child.pid, fake, "0::/user.slice/user-1500.slice/session-4.scope\n", 1500, own)
+    _copy_process(os.getpid(), fake, f"12:memory:/docker/{CID}\n0::/\n", 1501, own)
     (fake / "self").mkdir()  # non-numeric entries are not processes
     try:
         found = procs.user_processes(str(fake), min_uid=1000)
@@ -93,11 +95,11 @@ def test_a_copied_proc_root_stands_in_and_container_processes_are_left_out(tmp_p
     assert procs.meminfo(str(fake))["MemTotal"] == psutil.virtual_memory().total
 
 
-def test_nobody_is_not_a_user(tmp_path, busy_child):
+def test_nobody_is_not_a_user(tmp_path, busy_child, own):
     fake = tmp_path / "proc"
     fake.mkdir()
     shutil.copyfile("/proc/stat", fake / "stat")
-    _copy_process(busy_child.pid, fake, "0::/\n", procs.NOBODY)
+    _copy_process(busy_child.pid, fake, "0::/\n", procs.NOBODY, own)
     try:
         assert procs.user_processes(str(fake), min_uid=1000) == []
     finally:

@@ -2,6 +2,7 @@
 inline profiles, and start()'s guarantees (attributes, no server, no leaked container)."""
 import asyncio
 import json
+import os
 import pwd
 
 import pytest
@@ -133,7 +134,7 @@ def make_spawner(tmp_path, monkeypatch):
     monkeypatch.setattr(spawner_module, "WARNED", check.WARNED)
     data = sample_data()
     data["user_profiles"]["default"]["host_homedir_format_string"] = str(tmp_path / "homes" / "{username}")
-    name = pwd.getpwuid(0).pw_name
+    name = pwd.getpwuid(os.getuid()).pw_name  # the runner's own account: its home needs no chown
 
     def make(auth_state=None, **config):
         c = Config()
