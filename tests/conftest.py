@@ -1,4 +1,5 @@
 """Fixtures of the test bed (tests/harness): a real Docker engine, images, users and hubs."""
+import os
 import subprocess
 from pathlib import Path
 
@@ -84,8 +85,20 @@ def hub_factory(tmp_path, singleuser_image):
         remove_user_containers(spawned)
 
 
+TIERS = ("unit", "integration", "system", "vm")
+
+
 def pytest_configure(config):
-    Path("/var/cache/jbm").mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:  # the caches of the tiers that need root; `pytest tests/unit` needs none
+        Path("/var/cache/jbm").mkdir(parents=True, exist_ok=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Every test carries its tier's marker (its directory under tests/): `-m unit`, `-m "not vm"`."""
+    for item in items:
+        parts = Path(item.fspath).relative_to(Path(__file__).parent).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 # ---------------------------------------------------------------- time per tier (CI prints it)

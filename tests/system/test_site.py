@@ -35,6 +35,8 @@ SLICE = "jupyterhub-users.slice"
 TINY_MEM = 512 * 1024**2      # the sandbox inventory's Tiny profile: 0.5 CPU, 512M
 TINY_CFS_QUOTA_US = 50_000    # 0.5 CPU at the default 100 ms period
 
+pytestmark = pytest.mark.system
+
 
 @pytest.fixture(scope="module")
 def site(sandbox, python_source_url):
