@@ -1,4 +1,4 @@
-"""The base host roles (docker, node, sshd, firewall) converged for real (python: test_site.py).
+"""The base host roles (docker, node, sshd, firewall) converged for real (python: site/test_install.py).
 
 A systemd host container with Docker inside (tests/harness/systemd_host.py) plays the server;
 ansible-playbook reaches it over the community.docker.docker connection, and over real SSH for
