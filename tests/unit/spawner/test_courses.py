@@ -207,3 +207,12 @@ async def test_spawner_form_follows_the_course_of_the_auth_state(course_spawner,
 def _host():
     from profilespawner.capacity import HostCapacity
     return HostCapacity(cpus=4, mem_bytes=16 * G)
+
+
+def test_an_lti_launch_user_id_is_not_read_as_a_uid():
+    from profilespawner.contract import auth_state_ids_problem
+    assert auth_state_ids_problem({"user_id": "jbm-lti-a", "lti_message_type": "basic-lti-launch-request",
+                                   "context_id": "c"}, 1000, 1000) is None
+    assert auth_state_ids_problem({"user_id": "2", "lti_version": "LTI-1p0"}, 1000, 1000) is None
+    # other authenticators' user_id still is
+    assert "is not a number" in auth_state_ids_problem({"user_id": "jbm-lti-a"}, 1000, 1000)
