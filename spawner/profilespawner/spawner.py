@@ -22,8 +22,8 @@ from . import dockerargs, labels, quota
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import LOADED, WARNED, oversize_warnings, profiles_from, profiles_key
-from .courses import course_id, narrow_to_course  # LTI: the launch's course chooses the image
 from .contract import ConfigRefused, auth_state_ids_problem, merge_host_config, owned_setting_warnings
+from .courses import course_id, narrow_to_course  # LTI: the launch's course chooses the image
 from .errors import SpawnRefused
 from .form import options_from_form, render_form
 from .gpus import free_gpus
