@@ -127,12 +127,19 @@ def merge_host_config(base, ours, allowed_cap_add=()):
     return merged, warnings
 
 
+# keys only an LTI launch's auth_state has (ltiauthenticator keeps the 1.1 launch's arguments, or
+# the 1.3 id_token's claims): there user_id is the platform's user id, never a host uid
+LTI_LAUNCH_KEYS = ("lti_message_type", "lti_version", "https://purl.imsglobal.org/spec/lti/claim/message_type")
+
+
 def auth_state_ids_problem(auth_state, uid, gid):
     """None if the uid/gid an authenticator stored in auth_state (keys user_id/uid, group_id/gid)
     agree with the system account's, else a message naming both (the spawn is refused: the
     container runs as the account owning the home)."""
     if not auth_state:
         return None
+    if any(key in auth_state for key in LTI_LAUNCH_KEYS):
+        return None  # an LTI launch: its user_id is the LMS's id of the person, not a uid
     for keys, have, what in ((("user_id", "uid"), uid, "uid"), (("group_id", "gid"), gid, "gid")):
         for key in keys:
             if key in auth_state and auth_state[key] is not None:

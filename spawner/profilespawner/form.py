@@ -83,8 +83,26 @@ def _opt_out_text(image):
     return escape(" [less isolated: " + "; ".join(image.opt_outs) + "]")
 
 
-def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
-    """HTML for Spawner.options_form: first allowed profile and image preselected."""
+def _image_field(profiles, user, course):
+    """The image choice; none for a launch from a course with one image (profilespawner.courses):
+    the form then names that image and posts no image_profile, so the spawn takes it."""
+    name = user.allowed_images[0]
+    if len(user.allowed_images) == 1 and course is not None and course in profiles.images[name].courses:
+        return ('<p class="pss-course-image" id="pss-image_profile-fixed">Image for your course '
+                f'{escape(course)}: {escape(name)} — {escape(profiles.images[name].description)}'
+                f'{_opt_out_text(profiles.images[name])}</p>')
+    img_options = "".join(
+        f'<option value="{escape(name)}"{" selected" if i == 0 else ""}>'
+        f'{escape(name)} — {escape(profiles.images[name].description)}{_opt_out_text(profiles.images[name])}</option>'
+        for i, name in enumerate(user.allowed_images)
+    )
+    return ('<div class="form-group"><label for="pss-image_profile">Image</label>'
+            f'<select class="form-control" id="pss-image_profile" name="image_profile" required>{img_options}</select></div>')
+
+
+def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None, course=None):
+    """HTML for Spawner.options_form: first allowed profile and image preselected. ``course``:
+    the LMS course the user launched from (``user`` is then already narrowed to its images)."""
     bounds = {name: bounds_for(profiles, user, name, host) for name in user.allowed_resources}
     js_bounds = {
         name: {
@@ -105,11 +123,6 @@ def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
         f'{escape(name)} — {escape(profiles.resources[name].description)}</option>'
         for i, name in enumerate(user.allowed_resources)
     )
-    img_options = "".join(
-        f'<option value="{escape(name)}"{" selected" if i == 0 else ""}>'
-        f'{escape(name)} — {escape(profiles.images[name].description)}{_opt_out_text(profiles.images[name])}</option>'
-        for i, name in enumerate(user.allowed_images)
-    )
     gib = format_gib  # the same text as the script's fmtBytes
     cores = lambda v: f"{float(v):g}"  # noqa: E731
     free_text = f"{counted(free_cpu, 'CPU')} and {format_binary(free_mem)} memory can still be guaranteed"
@@ -127,8 +140,7 @@ def render_form(profiles, user, host, free_cpu, free_mem, free_gpu_count=None):
         f'<p class="pss-free">Free on this machine now: {free_text}.</p>'
         '<div class="form-group"><label for="pss-resource_profile">Resource profile</label>'
         f'<select class="form-control" id="pss-resource_profile" name="resource_profile" required autofocus>{res_options}</select></div>'
-        '<div class="form-group"><label for="pss-image_profile">Image</label>'
-        f'<select class="form-control" id="pss-image_profile" name="image_profile" required>{img_options}</select></div>'
+        + _image_field(profiles, user, course)
         + _slider("cpu_limit", "CPU limit (cores)", "cpu", fb["cpu_limit"], CPU_STEP, fb["cpu_limit"], CPU_STEP, cores)
         + _slider("mem_limit", "Memory limit", "mem", fb["mem_limit"], MEM_STEP, fb["mem_limit"], MEM_STEP, gib)
         + _slider("cpu_guarantee", "Guaranteed CPU (cores)", "cpu", fb["cpu_guarantee_min"],

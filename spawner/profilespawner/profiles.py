@@ -23,7 +23,7 @@ USER_KEYS = ("allowed_resources", "allowed_images", "host_homedir_format_string"
              "data_mounts")
 RESOURCE_KEYS = ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee", "gpus", "description", "tmp_size",
                  "disk_quota")
-IMAGE_KEYS = ("image", "description", "allow_privilege_escalation", "cap_add", "read_only_root")
+IMAGE_KEYS = ("image", "description", "allow_privilege_escalation", "cap_add", "read_only_root", "courses")
 DATA_MOUNT_KEYS = ("host_path", "container_path", "rw")
 # the smallest /tmp a resource profile may set (a tmpfs needs at least a page; less is a typo)
 MIN_TMP_SIZE = 1024**2
@@ -84,6 +84,9 @@ class ImageProfile:
     allow_privilege_escalation: bool = False
     cap_add: Tuple[str, ...] = ()
     read_only_root: bool = True
+    # LMS course ids (LTI context_id) this image is for: a launch from one of them narrows the
+    # user's allowed_images to the course's images (profilespawner.courses)
+    courses: Tuple[str, ...] = ()
 
     @property
     def opt_outs(self) -> Tuple[str, ...]:
@@ -314,9 +317,32 @@ def _images(data, problems):
                 ok = False
             flags[key] = value
         caps = _capabilities(spec.get("cap_add", []), f"{path}.cap_add", problems)
-        if ok and caps is not None:
-            result[str(name)] = ImageProfile(str(name), image, desc or image, cap_add=caps, **flags)
+        courses = _courses(spec.get("courses", []), f"{path}.courses", problems)
+        if ok and caps is not None and courses is not None:
+            result[str(name)] = ImageProfile(str(name), image, desc or image, cap_add=caps, courses=courses,
+                                             **flags)
     return result
+
+
+def _courses(value, path, problems):
+    """courses: LMS course ids (LTI context_id; an integer such as 42 is the id "42") -> a tuple
+    of strings, or None when invalid."""
+    allowed = "a list of course ids (the LMS's LTI context_id) such as ['42', 'physics-101']"
+    if not isinstance(value, list):
+        problems.append(f"{path}: {value!r} is not a list; allowed: {allowed}")
+        return None
+    courses = []
+    for i, item in enumerate(value):
+        course = str(item) if isinstance(item, int) and not isinstance(item, bool) else item
+        if not isinstance(course, str) or not course.strip() or course != course.strip():
+            problems.append(f"{path}[{i}]: {item!r} is not a course id; allowed: {allowed} "
+                            "(non-empty, no surrounding spaces)")
+            return None
+        if course in courses:
+            problems.append(f"{path}[{i}]: {item!r} is listed twice; allowed: each course once")
+            return None
+        courses.append(course)
+    return tuple(courses)
 
 
 def _capabilities(value, path, problems):

@@ -23,6 +23,7 @@ from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import LOADED, WARNED, oversize_warnings, profiles_from, profiles_key
 from .contract import ConfigRefused, auth_state_ids_problem, merge_host_config, owned_setting_warnings
+from .courses import course_id, narrow_to_course  # LTI: the launch's course chooses the image
 from .errors import SpawnRefused
 from .form import options_from_form, render_form
 from .gpus import free_gpus
@@ -219,6 +220,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         self._base_create_kwargs = self.extra_create_kwargs
         self._base_notebook_dir = self.notebook_dir
         self._spawn_request = None
+        self._course = None  # LTI: the course of the user's launch (profilespawner.courses)
         inline = {key: value for key, value in (("resource_profiles", self.resource_profiles),
                                                 ("image_profiles", self.image_profiles),
                                                 ("user_profiles", self.user_profiles)) if value}
@@ -260,7 +262,19 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             except KeyError:
                 account = None
         groups = self._unix_groups(account) if account else []
-        return effective_profile(self.profiles, self.user.name, groups)
+        return narrow_to_course(self.profiles, effective_profile(self.profiles, self.user.name, groups),
+                                self._course)
+
+    # ---- LTI: the course of the launch (auth_state) narrows the images; see profilespawner.courses
+    async def _read_course(self):
+        self._course = course_id(await self.user.get_auth_state())
+
+    async def run_auth_state_hook(self, auth_state):
+        """The hub runs this before every spawn (before apply_user_options and start()): record
+        the course of the user's latest launch, then run any configured auth_state_hook."""
+        self._course = course_id(auth_state)
+        await super().run_auth_state_hook(auth_state)
+    # ---- end LTI
 
     def _guarantee_capacity(self, host):
         cpus = self.guarantee_cpu_capacity or host.cpus
@@ -278,12 +292,13 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
     # ---------------------------------------------------------------- form
 
     async def _render_options_form(self, spawner=None):
+        await self._read_course()  # LTI
         user = self._effective_profile()
         host = detect_host()
         running = await self._running_servers()
         cpu_free, mem_free = free_capacity(running, self._guarantee_capacity(host))
         gpu_free = len(free_gpus(self.gpu_devices, running)) if self.gpu_devices else None
-        return render_form(self.profiles, user, host, cpu_free, mem_free, gpu_free)
+        return render_form(self.profiles, user, host, cpu_free, mem_free, gpu_free, course=self._course)
 
     # ---------------------------------------------------------------- spawn
 
