@@ -3,6 +3,7 @@ loopback, in headless Chromium. Redirected to the provider, log in there with a 
 on the hub, spawn: the server runs as a host account made at first login (a uid from the
 configured range, a home), the IdP's groups are the hub groups and choose the `@group` profile.
 Logout stops the server only with shutdown_on_logout."""
+import grp
 import os
 import pwd
 import subprocess
@@ -13,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from profilespawner import labels
+from profilespawner import identity, labels
 from tests.harness.browser import chromium
 from tests.harness.hub import free_port
 from tests.harness.oidc import IdP
@@ -138,6 +139,9 @@ def test_oidc_login_creates_account_groups_and_profile(oidc_hub, browser):
 
     account = pwd.getpwnam(ANN)
     assert UID_MIN <= account.pw_uid <= UID_MAX
+    taken = ({p.pw_uid for p in pwd.getpwall() if p.pw_name != ANN}
+             | {g.gr_gid for g in grp.getgrall() if g.gr_name != ANN})
+    assert account.pw_uid == identity.pick_uid(ANN, UID_MIN, UID_MAX, taken)  # derived from the name
     assert os.path.isdir(account.pw_dir) and os.stat(account.pw_dir).st_uid == account.pw_uid
     assert os.stat(account.pw_dir).st_mode & 0o777 == 0o700
     assert sorted(model["groups"]) == ["jupyter", "physics"]  # the IdP's groups claim

@@ -63,3 +63,69 @@ user_profiles:
     assert groups == ["alice", "physics"]
     assert effective_profile(profiles, "alice", groups).allowed_resources == ("Big",)
     assert effective_profile(profiles, "alice", identity.profile_groups(["alice"], [])).allowed_resources == ("Small",)
+
+
+# ---------------------------------------------------------------- the spawner's glue (no useradd run)
+
+class HubGroup:
+    def __init__(self, name):
+        self.name = name
+
+
+class HubUser:
+    """What the spawner reads of a JupyterHub user: name, url, groups, auth_state."""
+    def __init__(self, name, groups=()):
+        self.name, self.url, self.groups = name, f"/user/{name}/", [HubGroup(g) for g in groups]
+
+    async def get_auth_state(self):
+        return None
+
+
+@pytest.fixture
+def spawner_for(monkeypatch, tmp_path):
+    from traitlets.config import Config
+
+    from profilespawner import check
+    from profilespawner import spawner as spawner_module
+    from profilespawner.spawner import DockerSystemProfileSpawner
+    monkeypatch.setattr(check, "LOADED", {})
+    monkeypatch.setattr(spawner_module, "LOADED", check.LOADED)
+
+    def make(name, groups=(), **config):
+        c = Config()
+        c.DockerSystemProfileSpawner.profiles_file = str(tmp_path / "absent.yaml")
+        c.DockerSystemProfileSpawner.resource_profiles = {"Small": {"cpu_limit": 1, "mem_limit": "1G"},
+                                                          "Big": {"cpu_limit": 2, "mem_limit": "2G"}}
+        c.DockerSystemProfileSpawner.image_profiles = {"Lab": {"image": "lab:1"}}
+        c.DockerSystemProfileSpawner.user_profiles = {
+            "default": {"allowed_resources": ["Small"], "allowed_images": ["Lab"]},
+            "@physics": {"allowed_resources": ["Big"]}}
+        for key, value in config.items():
+            setattr(c.DockerSystemProfileSpawner, key, value)
+        return DockerSystemProfileSpawner(user=HubUser(name, groups), config=c)
+
+    return make
+
+
+def test_account_options_are_configurable_and_off_by_default(spawner_for):
+    from profilespawner.spawner import DockerSystemProfileSpawner
+    traits = DockerSystemProfileSpawner.class_traits()
+    for name in ("create_system_users", "account_uid_min", "account_uid_max", "account_home_format"):
+        assert traits[name].metadata.get("config") is True and len(traits[name].help) > 20
+    assert traits["create_system_users"].default() is False
+
+
+def test_hub_groups_choose_the_group_profile_without_a_unix_account(spawner_for):
+    assert spawner_for("jbm-oidc-nobody", groups=["physics"])._effective_profile().allowed_resources == ("Big",)
+    assert spawner_for("jbm-oidc-nobody")._effective_profile().allowed_resources == ("Small",)
+
+
+def test_missing_account_is_403_without_create_and_a_bad_name_400_with_it(spawner_for):
+    from tornado import web
+    with pytest.raises(web.HTTPError) as off:
+        spawner_for("jbm-oidc-nobody")._account()
+    assert off.value.status_code == 403
+    with pytest.raises(web.HTTPError) as bad:
+        spawner_for("ann@example.org", create_system_users=True)._account()
+    assert bad.value.status_code == 400
+    assert "user name 'ann@example.org' cannot be a system account; allowed: 1-32 characters" in bad.value.log_message
