@@ -172,7 +172,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         help="""Make a host account for a hub user who has none, the first time they reach their
         server (the spawn page right after login): useradd with a uid from account_uid_min to
         account_uid_max (derived from the name, see profilespawner.identity), its own group and
-        a 0700 home. Needs a hub that may write /etc/passwd (the jupyterhub role's unit drop-in
+        a home (account_home_format, mode home_mode). Needs a hub that may write /etc/passwd (the jupyterhub role's unit drop-in
         when jupyterhub_create_system_users is on). False (default, PAM and LDAP): a hub user
         without an account gets 403.""",
     )
