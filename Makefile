@@ -11,13 +11,18 @@ CACHE ?= /var/cache/jbm
 CHP_VERSION ?= 4.6.3
 CHP_PREFIX := $(CACHE)/chp-$(CHP_VERSION)
 export JBM_CHP := $(CHP_PREFIX)/node_modules/.bin/configurable-http-proxy
+# --- OIDC: the tests' OpenID provider (npm oidc-provider by panva; tests/harness/oidc.py) ---
+OIDC_PROVIDER_VERSION ?= 9.13.3
+OIDC_PROVIDER_PREFIX := $(CACHE)/oidc-provider-$(OIDC_PROVIDER_VERSION)
+export JBM_OIDC_PROVIDER := $(OIDC_PROVIDER_PREFIX)/node_modules/oidc-provider/lib/index.js
+# --- end OIDC ---
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
 	chromium-driver gcc make python3-venv ca-certificates \
 	openssh-client openssl iproute2 tar gzip qemu-system-x86 qemu-utils e2fsprogs
 
-.PHONY: deps apt venv chp dockerd images vm-image test unit integration system vm bench lint sandbox clean
+.PHONY: deps apt venv chp oidc-provider dockerd images vm-image test unit integration system vm bench lint sandbox clean
 
-deps: apt venv chp  ## everything the tests and the sandbox need on this machine
+deps: apt venv chp oidc-provider  ## everything the tests and the sandbox need on this machine
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -37,6 +42,12 @@ chp: $(JBM_CHP)
 $(JBM_CHP):
 	mkdir -p $(CHP_PREFIX)
 	npm install --no-audit --no-fund --prefix $(CHP_PREFIX) configurable-http-proxy@$(CHP_VERSION)
+
+# OIDC: the tests' OpenID provider, cached like configurable-http-proxy.
+oidc-provider: $(JBM_OIDC_PROVIDER)
+$(JBM_OIDC_PROVIDER):
+	mkdir -p $(OIDC_PROVIDER_PREFIX)
+	npm install --no-audit --no-fund --prefix $(OIDC_PROVIDER_PREFIX) oidc-provider@$(OIDC_PROVIDER_VERSION)
 
 dockerd: venv
 	$(PY) -c "from tests.harness.dockerd import ensure_dockerd; ensure_dockerd()"

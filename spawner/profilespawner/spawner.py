@@ -10,6 +10,8 @@ import grp
 import inspect
 import os
 import pwd
+import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,7 +20,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Integer, List, Unicode, default, validate
 
-from . import dockerargs, labels, quota
+from . import dockerargs, identity, labels, quota
 from .admission import Capacity, free_capacity
 from .capacity import detect_host
 from .check import LOADED, WARNED, oversize_warnings, profiles_from, profiles_key
@@ -53,6 +55,10 @@ def cached_profiles(path, inline=None):
     if fresh:
         LOADED[key], warnings = profiles_from(path, inline)
     return LOADED[key], warnings, fresh
+
+
+# held while an account is made (create_system_users): one uid per name, no two picks of one uid
+_ACCOUNT_LOCK = threading.Lock()
 
 
 def _admission_lock():
@@ -160,6 +166,23 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         help="""Like resource_profiles, for the file's user_profiles section ("default", "@group",
         user name -> {allowed_resources, allowed_images, ...}).""",
     )
+    # --- accounts at first login (OpenID Connect, LTI: users without a host account) ---
+    create_system_users = Bool(
+        False,
+        config=True,
+        help="""Make a host account for a hub user who has none, the first time they reach their
+        server (the spawn page right after login): useradd with a uid from account_uid_min to
+        account_uid_max (derived from the name, see profilespawner.identity), its own group and
+        a home (account_home_format, mode home_mode). Needs a hub that may write /etc/passwd (the jupyterhub role's unit drop-in
+        when jupyterhub_create_system_users is on). False (default, PAM and LDAP): a hub user
+        without an account gets 403.""",
+    )
+    account_uid_min = Integer(20000, config=True, help="Smallest uid create_system_users gives (>= 1000).")
+    account_uid_max = Integer(29999, config=True, help="Largest uid create_system_users gives.")
+    account_home_format = Unicode(
+        "/home/{username}", config=True,
+        help="Home directory of an account made by create_system_users ({username} is replaced).")
+    # --- end accounts ---
     remove = Bool(
         True,
         config=True,
@@ -240,11 +263,51 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         try:
             return pwd.getpwnam(self.user.name)
         except KeyError:
+            if self.create_system_users:
+                return self._create_account()
             raise web.HTTPError(
                 403,
                 f"Hub user {self.user.name!r} has no system account on this host, so no server can run "
                 f"as them; an administrator must create the account (e.g. useradd {self.user.name}).",
             ) from None
+
+    # --- accounts at first login and hub groups (profilespawner.identity decides) ---
+    def _create_account(self):
+        """Make the missing host account (create_system_users); 400/500 naming the problem."""
+        name = self.user.name
+        with _ACCOUNT_LOCK:  # two first logins at once must not pick the same uid
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                pass
+            taken = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+            home = self.account_home_format.format(username=name)
+            try:
+                identity.useradd_argv(name, 0, home)  # the name first: a bad one is the login's (400)
+            except identity.AccountError as e:
+                raise web.HTTPError(400, str(e)) from None
+            try:
+                uid = identity.pick_uid(name, self.account_uid_min, self.account_uid_max, taken)
+            except identity.AccountError as e:
+                raise web.HTTPError(500, str(e)) from None
+            argv = identity.useradd_argv(name, uid, home)
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                raise web.HTTPError(500, f"Cannot create the host account of {name!r} (uid {uid}): "
+                                         f"{done.stderr.strip()} (create_system_users needs a hub that may "
+                                         "write /etc: the jupyterhub role's unit drop-in)")
+            account = pwd.getpwnam(name)
+            if os.path.isdir(account.pw_dir):  # home_mode whatever login.defs says
+                os.chmod(account.pw_dir, self.home_mode)
+            self.log.info("Created host account %s (uid %d) for hub user %s", name, uid, name)
+            return account
+
+    def _hub_groups(self):
+        try:
+            return [g.name for g in self.user.groups]
+        except AttributeError:  # a spawner made by hand, without a hub user
+            return []
+    # --- end accounts ---
 
     def _unix_groups(self, account):
         names = []
@@ -262,6 +325,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             except KeyError:
                 account = None
         groups = self._unix_groups(account) if account else []
+        groups = identity.profile_groups(groups, self._hub_groups())  # hub groups count too
         return narrow_to_course(self.profiles, effective_profile(self.profiles, self.user.name, groups),
                                 self._course)
 
