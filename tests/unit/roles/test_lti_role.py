@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
-from traitlets.config import Config
 
 from tests.harness.playbooks import ansible_bin
+
+from .jupyterhub_role import converge, rendered
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "jupyterhub"
 
@@ -58,41 +58,16 @@ def test_preflight_names_the_missing_lti_setting(tmp_path):
     assert "s3cret" not in json.dumps(results)
 
 
-def settings(authenticator, **lti):
-    return {"bind_url": "http://127.0.0.1:8000", "https": False, "ssl_cert": "", "ssl_key": "",
-            "hub_ip": "10.0.0.1", "hub_port": 8081, "proxy_command": ["chp"], "state_dir": "/tmp",
-            "admin_users": [], "allowed_users": [], "allowed_groups": [], "allow_all": True,
-            "authenticator": authenticator, "ldap_settings": {}, "oauth_class": "x.Y", "oauth_settings": {},
-            "lti11_settings": {"username_key": "user_id"}, "lti13_settings": {"username_key": "sub"}, **lti,
-            "spawner": {"profiles_file": "/nonexistent"}, "idle_culler": False, "idle_timeout": 3600,
-            "panel": False, "panel_user": "", "prometheus_service": False}
-
-
-def rendered_config(monkeypatch, values):
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
-    env.filters["to_json"] = json.dumps
-    text = env.from_string((ROLE / "templates" / "jupyterhub_config.py.j2").read_text()).render(
-        ansible_managed="test", jupyterhub_settings=values, jupyterhub_extra_config="")
-    import profilespawner
-    monkeypatch.setattr(profilespawner, "load_profiles_or_exit", lambda *a, **k: None)
-    c = Config()
-    exec(compile(text, "jupyterhub_config.py", "exec"), {"get_config": lambda: c})  # noqa: S102
-    return c
-
-
 @pytest.mark.parametrize("auth, section, expected", [
     ("lti11", "LTI11Authenticator", {"consumers": {"moodle": "s"}, "username_key": "user_id"}),
     ("lti13", "LTI13Authenticator", {**LTI13_OK, "username_key": "sub"}),
 ])
-def test_config_sets_the_lti_authenticator_with_auth_state(monkeypatch, auth, section, expected):
-    lti = {"lti11_settings": {"consumers": {"moodle": "s"}, "username_key": "user_id"},
-           "lti13_settings": {**LTI13_OK, "username_key": "sub"}}
-    c = rendered_config(monkeypatch, settings(auth, **lti))
+def test_config_sets_the_lti_authenticator_with_auth_state(tmp_path, monkeypatch, auth, section, expected):
+    given = {"lti11": {"consumers": {"moodle": "s"}}, "lti13": LTI13_OK}[auth]   # username_key: the role's default
+    run = converge(tmp_path, jupyterhub_authenticator=auth, jupyterhub_allowed_groups=[], jupyterhub_allow_all=True,
+                   **{f"jupyterhub_{auth}_settings": given})
+    assert run.returncode == 0, run.stdout[-3000:]
+    c = rendered(tmp_path, monkeypatch)
     assert c.JupyterHub.authenticator_class == f"ltiauthenticator.{auth}.auth.{section}"
     assert c.Authenticator.enable_auth_state is True
     assert {k: c[section][k] for k in expected} == expected
-
-
-def test_pam_config_keeps_auth_state_off(monkeypatch):
-    c = rendered_config(monkeypatch, settings("pam"))
-    assert c.JupyterHub.authenticator_class == "pam" and "enable_auth_state" not in c.Authenticator

@@ -3,54 +3,14 @@ localhost (nothing is changed: only the preflight and the config template into a
 directory): a missing required setting stops the preflight naming it; good settings render a
 jupyterhub_config.py that configures GenericOAuthenticator, accounts at first login and
 shutdown_on_logout."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
-from traitlets.config import Config
 
-from tests.harness.playbooks import ansible_bin
+from .jupyterhub_role import converge, failure, rendered
 
-REPO = Path(__file__).resolve().parents[3]
 GOOD = {"client_id": "hub", "client_secret": "s3cret", "oauth_callback_url": "https://hub.example.org/hub/oauth_callback",
         "authorize_url": "https://sso.example.org/auth", "token_url": "https://sso.example.org/token",
         "userdata_url": "https://sso.example.org/userinfo", "username_claim": "preferred_username",
         "manage_groups": True, "auth_state_groups_key": "oauth_user.groups"}
-PLAY = """
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - ansible.builtin.include_role: {name: jupyterhub, tasks_from: validate, public: true}
-    - ansible.builtin.template:
-        src: "{{ jupyterhub_source_dir }}/roles/jupyterhub/templates/jupyterhub_config.py.j2"
-        dest: "{{ jupyterhub_config_dir }}/jupyterhub_config.py"
-        mode: "0644"
-"""
-
-
-def converge(tmp_path, **variables):
-    (tmp_path / "play.yml").write_text(PLAY)
-    profiles = yaml.safe_load((REPO / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_profiles"]
-    (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(profiles))
-    extra = {"jupyterhub_config_dir": str(tmp_path), "jupyterhub_source_dir": str(REPO),
-             "docker_users_network_gateway": "10.250.0.1", "docker_users_network": "jupyterhub-users",
-             "ansible_python_interpreter": sys.executable, "jupyterhub_authenticator": "oauth",
-             "jupyterhub_allowed_groups": ["jupyter"], **variables}
-    (tmp_path / "vars.json").write_text(json.dumps(extra))
-    return subprocess.run(
-        [ansible_bin("ansible-playbook"), "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path}/vars.json"],
-        cwd=REPO / "ansible", capture_output=True, text=True, timeout=120,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(REPO / "roles"), "ANSIBLE_NOCOLOR": "1"})
-
-
-def failure(run):
-    assert run.returncode != 0, run.stdout[-3000:]
-    return " ".join(run.stdout[run.stdout.find("fatal:"):].split()).replace("''", "'")
 
 
 @pytest.mark.parametrize("drop,named", [
@@ -87,9 +47,7 @@ def test_good_settings_render_the_oidc_config(tmp_path, monkeypatch):
                    jupyterhub_account_uid_min=40000, jupyterhub_account_uid_max=40999,
                    jupyterhub_shutdown_on_logout=True)
     assert run.returncode == 0, run.stdout[-3000:]
-    c = Config()
-    monkeypatch.setenv("JUPYTERHUB_PROMETHEUS_TOKEN", "unused")
-    exec((tmp_path / "jupyterhub_config.py").read_text(), {"get_config": lambda: c})
+    c = rendered(tmp_path, monkeypatch)
     assert c.JupyterHub.authenticator_class == "oauthenticator.generic.GenericOAuthenticator"
     assert {k: c.GenericOAuthenticator[k] for k in GOOD} == GOOD
     assert c.Authenticator.allowed_groups == {"jupyter"}
@@ -102,9 +60,7 @@ def test_good_settings_render_the_oidc_config(tmp_path, monkeypatch):
 def test_defaults_keep_pam_without_accounts_or_shutdown(tmp_path, monkeypatch):
     run = converge(tmp_path, jupyterhub_authenticator="pam", jupyterhub_allowed_groups=["jupyterhub-users"])
     assert run.returncode == 0, run.stdout[-3000:]
-    c = Config()
-    monkeypatch.setenv("JUPYTERHUB_PROMETHEUS_TOKEN", "unused")
-    exec((tmp_path / "jupyterhub_config.py").read_text(), {"get_config": lambda: c})
-    assert c.JupyterHub.authenticator_class == "pam"
+    c = rendered(tmp_path, monkeypatch)
+    assert c.JupyterHub.authenticator_class == "pam" and "enable_auth_state" not in c.Authenticator
     assert c.JupyterHub.shutdown_on_logout is False
     assert c.DockerSystemProfileSpawner.create_system_users is False
