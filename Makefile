@@ -14,6 +14,8 @@ export JBM_CHP := $(CHP_PREFIX)/node_modules/.bin/configurable-http-proxy
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
 	chromium-driver gcc make python3-venv ca-certificates \
 	openssh-client openssl iproute2 tar gzip qemu-system-x86 qemu-utils e2fsprogs
+# LDAP: the tests' directory (tests/harness/ldap.py: slapd, ldapadd)
+APT_PACKAGES += slapd ldap-utils
 
 .PHONY: deps apt venv chp dockerd images vm-image test unit integration system vm bench lint sandbox clean
 

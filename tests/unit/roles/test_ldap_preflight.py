@@ -1,8 +1,6 @@
 """The jupyterhub role's preflight (tasks/validate.yml) with jupyterhub_authenticator: ldap, run
 for real by ansible-playbook on this machine (the validate tasks change nothing): a missing or
 wrong LDAP setting stops the play, naming the field, its value and what is allowed."""
-import json
-from pathlib import Path
 
 import pytest
 
