@@ -11,6 +11,14 @@ from __future__ import annotations
 from ldap3.core.exceptions import LDAPCommunicationError
 from ldapauthenticator import LDAPAuthenticator
 from tornado import web
+from traitlets import List, Unicode
+
+
+class GroupDNs(List):
+    """ldapauthenticator's list of group DNs, also taking the set the role's config renders for
+    every authenticator (`c.Authenticator.allowed_groups = set(...)`: a plain List refuses it,
+    and the hub would not start)."""
+    _cast_types = (tuple, set, frozenset)
 
 
 def unreachable_message(address: str, port: int | None) -> str:
@@ -23,6 +31,10 @@ def unreachable_message(address: str, port: int | None) -> str:
 
 class DirectoryLDAPAuthenticator(LDAPAuthenticator):
     """LDAPAuthenticator with a 503 and a plain message when the directory is down."""
+
+    allowed_groups = GroupDNs(
+        Unicode(), config=True, allow_none=True, default_value=None,
+        help="Group DNs whose members may log in (LDAPAuthenticator.allowed_groups).")
 
     async def authenticate(self, handler, data):
         try:

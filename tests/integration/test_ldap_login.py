@@ -169,3 +169,17 @@ def test_directory_down_fails_logins_clearly_and_keeps_running_servers(hub, dire
     # back up: the same login works again, without a hub restart
     hub_login(browser, hub.url, BOB.name, BOB.password)
     assert "/hub/login" not in browser.current_url
+
+
+def test_allowed_groups_admit_the_groups_members_only(tmp_path, directory, singleuser_image):
+    """jupyterhub_allowed_groups with LDAP: group DNs, rendered as the role renders them for
+    every authenticator (a set in c.Authenticator.allowed_groups)."""
+    (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(sample_profiles(singleuser_image)))
+    extra = (ldap_config(directory) + "c.Authenticator.allow_all = False\n"
+             f"c.Authenticator.allowed_groups = set([{GPU_GROUP.dn!r}])\n")
+    hub = Hub(workdir=tmp_path, profiles_file=tmp_path / "profiles.yaml", extra_config=extra).start()
+    try:
+        assert post_login(hub.url, ALICE.name, ALICE.password) == 302  # in ldapgpu
+        assert post_login(hub.url, BOB.name, BOB.password) == 403      # right password, not a member
+    finally:
+        hub.stop()
