@@ -2,6 +2,8 @@
 for real by ansible-playbook on this machine (the validate tasks change nothing): a missing or
 wrong LDAP setting stops the play, naming the field, its value and what is allowed."""
 
+import sys
+
 import pytest
 
 from tests.harness.playbooks import run_playbook
@@ -21,7 +23,7 @@ def preflight(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("ldap-preflight")
     (workdir / "play.yml").write_text(PLAYBOOK)
     (workdir / "inventory.ini").write_text(
-        "localhost ansible_connection=local ansible_python_interpreter=auto_silent\n")
+        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
 
     def run(settings, **more):
         extra = {"jupyterhub_authenticator": "ldap", "jupyterhub_allow_all": True,
@@ -34,6 +36,7 @@ def preflight(tmp_path_factory):
 
 def test_a_complete_ldap_configuration_passes(preflight):
     result = preflight(GOOD)
+    assert result.returncode == 0, result.output[-3000:]
     after = result.output[result.output.index("Check the LDAP settings"):]
     assert after.splitlines()[1].startswith("ok: [localhost]"), after[:3000]
 
