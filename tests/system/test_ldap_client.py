@@ -56,9 +56,11 @@ def converge(tmp_path_factory, host, directory):
     inventory = workdir / "inventory.ini"
     inventory.write_text(f"{HOST_NAME} ansible_connection=community.docker.docker "
                          "ansible_python_interpreter=/usr/bin/python3\n")
-    site = {"ldap_client_enabled": True,
-            "ldap_client_uri": [f"ldap://{bridge_gateway()}:{directory.port}/"],
-            "ldap_client_base": SUFFIX, "ldap_client_ssl": "off"}
+    # the directory's address and TLS come from the hub's LDAP settings (one place)
+    site = {"ldap_client_enabled": True, "ldap_client_base": SUFFIX,
+            "jupyterhub_ldap_settings": {"server_address": bridge_gateway(),
+                                         "server_port": directory.port, "tls_strategy": "insecure",
+                                         "bind_dn_template": ["uid={username},ou=people," + SUFFIX]}}
 
     def run(**overrides):
         return playbooks.run_playbook(workdir, inventory, {**site, **overrides}, PLAYBOOK,
@@ -95,6 +97,11 @@ def test_the_host_resolves_the_directorys_uid_home_and_groups(converge, host):
     nsswitch = host.exec("grep", "-E", "^(passwd|group):", "/etc/nsswitch.conf").stdout.split("\n")
     assert all(line.split()[1:] == ["files", "ldap"] for line in nsswitch if line), nsswitch
     assert host.exec("getent", "passwd", "root").stdout.startswith("root:x:0:0:")
+
+
+def test_nslcd_reads_the_hubs_directory(converge, host, directory):
+    conf = host.exec("cat", "/etc/nslcd.conf").stdout
+    assert f"uri ldap://{bridge_gateway()}:{directory.port}/\n" in conf and "ssl off\n" in conf, conf
 
 
 def test_a_missing_directory_address_stops_the_play_before_any_change(converge):
