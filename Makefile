@@ -19,6 +19,8 @@ export JBM_OIDC_PROVIDER := $(OIDC_PROVIDER_PREFIX)/node_modules/oidc-provider/l
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
 	chromium-driver gcc make python3-venv ca-certificates \
 	openssh-client openssl iproute2 tar gzip qemu-system-x86 qemu-utils e2fsprogs
+# LDAP: the tests' directory (tests/harness/ldap.py: slapd, ldapadd)
+APT_PACKAGES += slapd ldap-utils
 
 .PHONY: deps apt venv chp oidc-provider dockerd images vm-image test unit integration system vm bench lint sandbox clean
 
