@@ -33,7 +33,7 @@ from typing import Tuple
 from .profiles import DEFAULT_HOME, ProfilesError, parse_profiles
 
 SOURCE = "jupyterhub_nbgrader_courses"
-COURSE_KEYS = ("id", "teachers", "students", "student_groups", "teacher_image", "student_image", "port")
+COURSE_KEYS = ("id", "teachers", "students", "student_groups", "teacher_image", "student_image", "port", "grader")
 # nbgrader's multi-course layout under one exchange (Exchange.path_includes_course)
 DEFAULT_EXCHANGE = "/srv/nbgrader/exchange"
 # nbgrader's docs: the exchange must exist and be writable by everyone (its demos: chmod 777)
@@ -44,6 +44,11 @@ CONTAINER_CONFIG_DIR = "/usr/local/etc/jupyter"
 # a course id is a hub service name, a group suffix, a Unix user/group suffix and a directory
 COURSE_ID = re.compile(r"^[a-z][a-z0-9_]{0,22}$")
 NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+# nbgrader names a student by the passwd entry of their uid (nbgrader.utils.get_username:
+# pwd.getpwuid), so course containers, which run as the host uid, see the host's account files
+# (read-only; world-readable on the host anyway). Accounts only in NSS (LDAP via sssd/nslcd) are
+# not in these files: such sites need the files written for the course members instead.
+ACCOUNT_FILES = ("/etc/passwd", "/etc/group")
 # JupyterHub ≥ 4.1 forbids framing a server's pages unless it says otherwise; the formgrader's
 # pages are framed by the instructor's JupyterLab, on the hub's own origin
 FRAME_POLICY = {"Content-Security-Policy": "frame-ancestors 'self'"}
@@ -66,6 +71,7 @@ class Course:
     teacher_image: str
     student_image: str
     port: int
+    grader_account: str = ""
 
     @property
     def formgrade_group(self) -> str:
@@ -77,7 +83,8 @@ class Course:
 
     @property
     def grader(self) -> str:
-        return f"grader-{self.id}"
+        """The course's grader account (nbgrader's grader-<course>): owns the course directory."""
+        return self.grader_account or f"grader-{self.id}"
 
 
 def _names(value, path, problems, what="user names"):
@@ -141,9 +148,13 @@ def parse_courses(data) -> Tuple[Course, ...]:
             problems.append(f"{path}.port: {port} is already the port of {SOURCE}[{ports[port]}]; allowed: each port once")
         else:
             ports[port] = n
+        grader = spec.get("grader", "")
+        if grader != "" and (not isinstance(grader, str) or not NAME.match(grader)):
+            problems.append(f"{path}.grader: {grader!r} is not a valid user name; allowed: a Unix user name "
+                            "(default grader-<id>)")
         if len(problems) == before:
             courses.append(Course(cid, teachers, students, groups, images["teacher_image"],
-                                  images["student_image"], port))
+                                  images["student_image"], port, grader))
     if problems:
         raise CoursesError(problems)
     return tuple(courses)
@@ -172,7 +183,8 @@ def profiles_with_courses(profiles, courses, exchange_root=DEFAULT_EXCHANGE, con
     data = copy.deepcopy(profiles)
     users = data.setdefault("user_profiles", {})
     default_mounts = list((users.get("default") or {}).get("data_mounts") or [])
-    extra = [exchange_mount(exchange_root)] + ([config_mount(config_dir)] if config_dir else [])
+    extra = [exchange_mount(exchange_root)] + ([config_mount(config_dir)] if config_dir else []) \
+        + [{"host_path": f, "container_path": f, "rw": False} for f in ACCOUNT_FILES]
     mounts = default_mounts + [m for m in extra if m["container_path"] not in
                                {d.get("container_path") for d in default_mounts if isinstance(d, dict)}]
     problems, owner = [], {}
@@ -249,7 +261,7 @@ def course_root(course, home_format=DEFAULT_HOME):
 
 
 def formgrader_container(course, image, uid, gid, home, exchange_root=DEFAULT_EXCHANGE, config_dir=None,
-                         docker="docker", env_names=()):
+                         docker="docker", env_names=(), command=None):
     """`docker run` argv of a course's formgrader: the teacher image as the grader's uid, its home,
     the exchange, on the host's loopback at the course's port (the hub proxies to it)."""
     name = f"jbm-formgrader-{course.id}"
@@ -259,9 +271,11 @@ def formgrader_container(course, image, uid, gid, home, exchange_root=DEFAULT_EX
             "-v", f"{home}:{home}", "-v", f"{exchange_root}:{exchange_root}"]
     if config_dir:
         argv += ["-v", f"{config_dir}:{CONTAINER_CONFIG_DIR}:ro"]
+    for f in ACCOUNT_FILES:
+        argv += ["-v", f"{f}:{f}:ro"]
     for env in env_names:
         argv += ["-e", env]  # passed through from the hub's environment for the service
-    return argv + [image, "jupyterhub-singleuser", "--ip=127.0.0.1", f"--port={course.port}"]
+    return argv + [image, *(command or ["jupyterhub-singleuser", "--ip=127.0.0.1", f"--port={course.port}"])]
 
 
 # what the hub sets for a managed service and jupyterhub-singleuser reads

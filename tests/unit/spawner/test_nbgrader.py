@@ -60,6 +60,8 @@ def test_profiles_give_teachers_and_students_their_images_and_the_exchange():
         mounts = [(m.host_path, m.container_path, m.rw) for m in p.data_mounts]
         assert ("/srv/shared", "/shared", False) in mounts  # the default's mounts are kept
         assert (exchange in mounts) == (user != "dave"), user
+        # nbgrader names users by their uid's passwd entry: course containers see the account files
+        assert (("/etc/passwd", "/etc/passwd", False) in mounts) == (user != "dave"), user
     assert PROFILES["user_profiles"].keys() == {"default"}  # the input is not changed
 
 
