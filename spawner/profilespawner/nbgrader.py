@@ -311,6 +311,18 @@ def service_definitions(courses, images, account, home_format=DEFAULT_HOME, exch
     return services
 
 
+def hub_settings(courses_data, profiles, group_members, account, exchange_root=DEFAULT_EXCHANGE, config_dir=None,
+                 docker="docker"):
+    """Everything jupyterhub_config.py sets for the courses, from the inventory's list and the
+    loaded profiles (`profilespawner.profiles.Profiles`): load_groups, load_roles, services."""
+    courses = parse_courses(courses_data)
+    home_format = profiles.users["default"].host_homedir_format_string or DEFAULT_HOME
+    images = {name: p.image for name, p in profiles.images.items()}
+    return {"load_groups": hub_groups(courses, group_members),
+            "load_roles": load_roles(courses),
+            "services": service_definitions(courses, images, account, home_format, exchange_root, config_dir, docker)}
+
+
 # ---------------------------------------------------------------- nbgrader_config.py files
 
 
@@ -349,9 +361,12 @@ def role_plan(courses_data, profiles, exchange_root=DEFAULT_EXCHANGE, config_dir
         "host_homedir_format_string", DEFAULT_HOME)
     return {
         "profiles": profiles_with_courses(profiles, courses, exchange_root, config_dir),
+        "exchange_mode": f"{EXCHANGE_MODE:04o}",
         "global_config": global_config(exchange_root),
         "unix_groups": {g: sorted(m["users"]) for g, m in hub_groups(courses).items()},
         "graders": [{"name": c.grader, "home": grader_home(c, home_format), "course_root": course_root(c, home_format),
+                     "dirs": [posixpath.join(grader_home(c, home_format), ".jupyter"), course_root(c, home_format),
+                              posixpath.join(course_root(c, home_format), "source")],
                      "nbgrader_config": grader_config(c, home_format), "server_config": grader_server_config()}
                     for c in courses],
     }

@@ -135,3 +135,11 @@ def test_role_plan_from_json(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps({"courses": [{**COURSE, "port": "x"}], "profiles": PROFILES})))
     assert nbgrader.main() == 1
     assert "jupyterhub_nbgrader_courses[0].port: 'x' is not a port" in capsys.readouterr().err
+
+
+def test_hub_settings_from_the_loaded_profiles():
+    profiles = parse_profiles(nbgrader.profiles_with_courses(PROFILES, parse_courses([COURSE])))
+    account = lambda name: types.SimpleNamespace(pw_uid=1, pw_gid=1)  # noqa: E731
+    hub = nbgrader.hub_settings([COURSE], profiles, lambda g: (), account)
+    assert set(hub) == {"load_groups", "load_roles", "services"}
+    assert "teach:1" in hub["services"][0]["command"]  # the teacher image profile's image
