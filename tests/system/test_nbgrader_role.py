@@ -2,8 +2,6 @@
 the exchange with nbgrader's mode, the global and the grader's nbgrader_config.py, the grader
 account, the Unix groups with their members; a second run changes nothing; a bad course stops
 the preflight naming the field."""
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
