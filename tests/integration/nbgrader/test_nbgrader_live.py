@@ -12,14 +12,18 @@ import json
 import os
 import shutil
 import subprocess
+import time
+import types
 import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
 from profilespawner import nbgrader
 from profilespawner.profiles import effective_profile, parse_profiles
 from tests.harness import images
+from tests.harness.hub import free_port
 from tests.harness.profiles import sample_profiles
 
 pytestmark = pytest.mark.integration
@@ -68,14 +72,16 @@ def course_site(docker_engine, system_users):
         profiles["image_profiles"].update({"Teacher": {"image": image}, "Student": {"image": image}})
         (course,) = nbgrader.parse_courses([{"id": COURSE_ID, "teachers": [GRADER], "students": [STUDENT],
                                              "teacher_image": "Teacher", "student_image": "Student",
-                                             "port": 19990, "grader": GRADER}])
-        profiles = parse_profiles(nbgrader.profiles_with_courses(profiles, [course], str(exchange), str(config_dir)))
+                                             "port": free_port(), "grader": GRADER}])
+        raw = nbgrader.profiles_with_courses(profiles, [course], str(exchange), str(config_dir))
+        profiles = parse_profiles(raw)
         home_format = profiles.users["default"].host_homedir_format_string
         grader_home = nbgrader.grader_home(course, home_format)
         # the grader's files, as the role writes them
         dot = Path(grader_home, ".jupyter")
         dot.mkdir(exist_ok=True)
         (dot / "nbgrader_config.py").write_text(nbgrader.grader_config(course, home_format))
+        (dot / "jupyter_server_config.py").write_text(nbgrader.grader_server_config())
         source = Path(nbgrader.course_root(course, home_format), "source", "ps1")
         source.mkdir(parents=True)
         (source / "ps1.ipynb").write_text(json.dumps(_notebook()))
@@ -104,15 +110,16 @@ def course_site(docker_engine, system_users):
         run += [profiles.images[p.allowed_images[0]].image, "sleep", "infinity"]
         subprocess.run(run, check=True, capture_output=True, timeout=60)
         containers.append("jbm-nbg-student")
-        yield course, home_format, exchange, student
+        yield types.SimpleNamespace(course=course, home_format=home_format, exchange=exchange, student=student,
+                                    image=image, profiles=profiles, raw_profiles=raw, config_dir=config_dir)
     finally:
-        if containers:
-            subprocess.run(["docker", "rm", "-f", *containers], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", *containers, f"jbm-formgrader-{COURSE_ID}"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
 def test_release_fetch_submit_collect_autograde(course_site):
-    course, home_format, exchange, student = course_site
+    course, home_format, exchange, student = (course_site.course, course_site.home_format, course_site.exchange,
+                                              course_site.student)
     root = nbgrader.course_root(course, home_format)
     assert oct(os.stat(exchange).st_mode & 0o7777) == oct(nbgrader.EXCHANGE_MODE)
 
@@ -144,3 +151,44 @@ def test_release_fetch_submit_collect_autograde(course_site):
                  "from nbgrader.api import Gradebook; gb=Gradebook('sqlite:///gradebook.db'); "
                  f"s=gb.find_submission('ps1', {STUDENT!r}); print(s.score, s.max_score); gb.close()", cwd=root)
     assert score.split()[:2] == ["3.0", "3.0"], score
+
+
+def test_formgrader_service_behind_the_hub(course_site, hub_factory):
+    """The course's formgrader as the hub service jupyterhub_config.py makes (hub_settings): a
+    member of formgrade-<id> reaches it, a student gets 403, and its pages may be framed by the
+    hub's origin (JupyterHub >= 4.1 forbids framing unless the server says so)."""
+    course = course_site.course
+    settings = f"""
+import grp, pwd
+from profilespawner import nbgrader
+from profilespawner.profiles import load_profiles
+_nbgrader = nbgrader.hub_settings(
+    {[{"id": course.id, "teachers": list(course.teachers), "students": list(course.students),
+       "teacher_image": course.teacher_image, "student_image": course.student_image, "port": course.port,
+       "grader": course.grader}]!r},
+    load_profiles(c.DockerSystemProfileSpawner.profiles_file),
+    group_members=lambda name: next((g.gr_mem for g in grp.getgrall() if g.gr_name == name), []),
+    account=pwd.getpwnam, exchange_root={str(course_site.exchange)!r}, config_dir={str(course_site.config_dir)!r})
+c.JupyterHub.load_groups = _nbgrader["load_groups"]
+c.JupyterHub.load_roles.extend(_nbgrader["load_roles"])
+c.JupyterHub.services.extend(_nbgrader["services"])
+"""
+    hub = hub_factory(profiles=course_site.raw_profiles, extra_config=settings)
+    assert hub.api("GET", f"/users/{GRADER}").json()["groups"] == [course.formgrade_group]
+    assert hub.api("GET", f"/users/{STUDENT}").json()["groups"] == [course.student_group]
+    url = f"{hub.url}/services/{course.id}/formgrader/manage_assignments"
+    teacher = {"Authorization": f"token {hub.user_token(GRADER)}"}
+    deadline, reply = time.monotonic() + 90, None
+    while time.monotonic() < deadline:  # the service's container starts with the hub
+        try:
+            reply = requests.get(url, headers=teacher, timeout=10, allow_redirects=False)
+            if reply.status_code not in (502, 503, 404):
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    assert reply is not None and reply.status_code == 200, f"{reply and reply.status_code}\n{hub.log()}"
+    assert "frame-ancestors 'self'" in reply.headers.get("Content-Security-Policy", ""), reply.headers
+    student = {"Authorization": f"token {hub.user_token(STUDENT)}"}
+    denied = requests.get(url, headers=student, timeout=10, allow_redirects=False)
+    assert denied.status_code == 403, (denied.status_code, denied.text[:300])
