@@ -149,9 +149,9 @@ def parse_courses(data) -> Tuple[Course, ...]:
         else:
             ports[port] = n
         grader = spec.get("grader", "")
-        if grader != "" and (not isinstance(grader, str) or not NAME.match(grader)):
-            problems.append(f"{path}.grader: {grader!r} is not a valid user name; allowed: a Unix user name "
-                            "(default grader-<id>)")
+        if grader != "" and (not isinstance(grader, str) or not NAME.match(grader) or grader == "root"):
+            problems.append(f"{path}.grader: {grader!r} is not a valid grader account; allowed: an unprivileged "
+                            "Unix user name (default grader-<id>; the formgrader runs as it)")
         if len(problems) == before:
             courses.append(Course(cid, teachers, students, groups, images["teacher_image"],
                                   images["student_image"], port, grader))

@@ -30,6 +30,8 @@ def test_a_course_is_parsed():
     ({"students": ["Bob!"]}, "jupyterhub_nbgrader_courses[0].students[0]: 'Bob!' is not a valid name"),
     ({"port": 80}, "jupyterhub_nbgrader_courses[0].port: 80 is not a port; allowed: an integer 1024-65535"),
     ({"teacher_image": ""}, "jupyterhub_nbgrader_courses[0].teacher_image: '' is not an image profile name"),
+    ({"grader": "root"}, "jupyterhub_nbgrader_courses[0].grader: 'root' is not a valid grader account; allowed: an "
+                         "unprivileged"),
     ({"colour": "red"}, "jupyterhub_nbgrader_courses[0].colour: unknown key; allowed: id, teachers"),
 ])
 def test_bad_fields_are_named_with_value_and_allowed(change, message):
