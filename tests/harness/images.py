@@ -94,6 +94,15 @@ NBGRADER_IMAGE = "local/singleuser-nbgrader:latest"
 def ensure_nbgrader_image() -> str:
     """The singleuser image plus nbgrader (pinned in its Dockerfile), rebuilt when either changes."""
     return build_image(NBGRADER_IMAGE, IMAGES_DIR / "singleuser-nbgrader", parent=ensure_singleuser_image())
+
+
+NBGRADER_STUDENT_IMAGE = "local/singleuser-nbgrader-student:latest"
+
+
+def ensure_nbgrader_student_image() -> str:
+    """The nbgrader image without the instructors' extensions (formgrader, create assignment)."""
+    return build_image(NBGRADER_STUDENT_IMAGE, IMAGES_DIR / "singleuser-nbgrader-student",
+                       parent=ensure_nbgrader_image())
 # --- end nbgrader ---------------------------------------------------------------------------------
 
 

@@ -1,12 +1,15 @@
-"""nbgrader end to end in real containers (issue 11.5): the course's grader account releases an
-assignment, a student fetches and submits it, the grader collects and autogrades it, and the
-gradebook holds the grade.
+"""nbgrader end to end in real containers behind a real hub (issue 11.5).
 
-Everything the containers get comes from profilespawner.nbgrader: the student's image and mounts
-from the course's `@nbgrader-<id>` profile (through the one profiles validator), the grader's
-container from the formgrader service's own `docker run` arguments, the nbgrader_config.py files
-from the same functions the role writes them with. Real system users (their uids own the files),
-one shared exchange directory with nbgrader's mode, the real nbgrader 0.9.x CLI.
+The hub is configured with profilespawner.nbgrader.hub_settings, as the role's
+jupyterhub_config.py is: the course's hub groups and roles, and its formgrader as a hub-managed
+service (a container of the teacher image running as the grader account). The student's server
+is spawned by the hub's DockerSystemProfileSpawner from the course's `@nbgrader-<id>` profile
+(the student image, the exchange and account files as data mounts: the one profiles validator).
+Then, with the real nbgrader 0.9.x CLI, the grader releases an assignment in the formgrader's
+container, the student fetches and submits it in their server, the grader collects and
+autogrades it, and the gradebook holds the grade. Real system users (their uids own the files),
+one exchange directory with nbgrader's mode, the nbgrader_config.py files from the functions the
+role writes them with.
 """
 import json
 import os
@@ -25,11 +28,14 @@ from profilespawner.profiles import effective_profile, parse_profiles
 from tests.harness import images
 from tests.harness.hub import free_port
 from tests.harness.profiles import sample_profiles
+from tests.integration.spawner.support import inspect, spawn_ready, start_hub
 
 pytestmark = pytest.mark.integration
 
 COURSE_ID = "jbmnbg101"
 GRADER, STUDENT = "jbm-nbg-grader", "jbm-nbg-student"
+STUDENT_GROUP = f"nbgrader-{COURSE_ID}"
+FORMGRADER = f"jbm-formgrader-{COURSE_ID}"  # nbgrader.formgrader_container's name
 TIMEOUT = 120  # seconds for any one nbgrader command
 
 
@@ -53,31 +59,43 @@ def _run(container, *cmd, cwd=None):
     return r.stdout + r.stderr
 
 
+def _wait_for(url, headers, timeout=90):
+    """The formgrader's first answer that is not the proxy's (its container starts with the hub)."""
+    deadline, reply = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            reply = requests.get(url, headers=headers, timeout=10, allow_redirects=False)
+            if reply.status_code not in (404, 502, 503):
+                return reply
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    return reply
+
+
 @pytest.fixture
 def course_site(docker_engine, system_users):
-    image = images.ensure_nbgrader_image()
+    """What the role makes on the host (tasks/nbgrader.yml), in a directory of this test."""
+    teacher_image, student_image = images.ensure_nbgrader_image(), images.ensure_nbgrader_student_image()
     root = Path(f"/srv/jbm-nbg-{uuid.uuid4().hex[:8]}")
     exchange, config_dir = root / "exchange", root / "etc"
-    containers = []
     try:
-        # what the role does (tasks/nbgrader.yml): the exchange with nbgrader's mode, the global config
         exchange.mkdir(parents=True)
         os.chmod(exchange, nbgrader.EXCHANGE_MODE)
         config_dir.mkdir()
-        # no hub here: course membership is not asked of a hub (JupyterHubAuthPlugin off)
+        # course membership is what the hub's groups say (JupyterHubAuthPlugin) only for servers the
+        # hub started; the CLI below runs through docker exec, without the server's hub token
         (config_dir / "nbgrader_config.py").write_text(nbgrader.global_config(str(exchange), hub_auth=False))
         grader = system_users(GRADER)
-        student = system_users(STUDENT)
-        profiles = sample_profiles(image)
-        profiles["image_profiles"].update({"Teacher": {"image": image}, "Student": {"image": image}})
-        (course,) = nbgrader.parse_courses([{"id": COURSE_ID, "teachers": [GRADER], "students": [STUDENT],
-                                             "teacher_image": "Teacher", "student_image": "Student",
-                                             "port": free_port(), "grader": GRADER}])
+        student = system_users(STUDENT, groups=(STUDENT_GROUP,))  # the role's Unix group of the course
+        courses_data = [{"id": COURSE_ID, "teachers": [GRADER], "students": [STUDENT], "teacher_image": "Teacher",
+                         "student_image": "Student", "port": free_port(), "grader": GRADER}]
+        (course,) = nbgrader.parse_courses(courses_data)
+        profiles = sample_profiles(teacher_image)
+        profiles["image_profiles"].update({"Teacher": {"image": teacher_image}, "Student": {"image": student_image}})
         raw = nbgrader.profiles_with_courses(profiles, [course], str(exchange), str(config_dir))
-        profiles = parse_profiles(raw)
-        home_format = profiles.users["default"].host_homedir_format_string
+        home_format = parse_profiles(raw).users["default"].host_homedir_format_string
         grader_home = nbgrader.grader_home(course, home_format)
-        # the grader's files, as the role writes them
         dot = Path(grader_home, ".jupyter")
         dot.mkdir(exist_ok=True)
         (dot / "nbgrader_config.py").write_text(nbgrader.grader_config(course, home_format))
@@ -86,109 +104,87 @@ def course_site(docker_engine, system_users):
         source.mkdir(parents=True)
         (source / "ps1.ipynb").write_text(json.dumps(_notebook()))
         subprocess.run(["chown", "-R", f"{grader.pw_uid}:{grader.pw_gid}", grader_home], check=True)
-
-        # the grader's container: the formgrader service's own docker arguments, detached, idle
-        argv = nbgrader.formgrader_container(course, image, grader.pw_uid, grader.pw_gid, grader_home,
-                                             str(exchange), str(config_dir), command=["sleep", "infinity"])
-        argv[argv.index("--name") + 1] = "jbm-nbg-grader"
-        argv.insert(2, "-d")
-        subprocess.run(["docker", "rm", "-f", "jbm-nbg-grader", "jbm-nbg-student"], capture_output=True)
-        subprocess.run(argv, check=True, capture_output=True, timeout=60)
-        containers.append("jbm-nbg-grader")
-
-        # the student's container: image and mounts from the student's effective profile, as the
-        # spawner runs a server (the user's uid, home, default-deny container, read-only root)
-        p = effective_profile(profiles, STUDENT, [course.student_group])
-        assert p.allowed_images == ("Student",)
-        run = ["docker", "run", "-d", "--name", "jbm-nbg-student", "--user", f"{student.pw_uid}:{student.pw_gid}",
-               "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--read-only", "--tmpfs", "/tmp",
-               "--network", "none", "-e", f"HOME={student.pw_dir}", "-e", f"USER={STUDENT}",
-               "-e", f"JUPYTERHUB_USER={STUDENT}", "-w", student.pw_dir,
-               "-v", f"{student.pw_dir}:{student.pw_dir}"]
-        for m in p.data_mounts:
-            run += ["-v", f"{m.host_path}:{m.container_path}:{'rw' if m.rw else 'ro'}"]
-        run += [profiles.images[p.allowed_images[0]].image, "sleep", "infinity"]
-        subprocess.run(run, check=True, capture_output=True, timeout=60)
-        containers.append("jbm-nbg-student")
-        yield types.SimpleNamespace(course=course, home_format=home_format, exchange=exchange, student=student,
-                                    image=image, profiles=profiles, raw_profiles=raw, config_dir=config_dir)
+        yield types.SimpleNamespace(course=course, courses_data=courses_data, home_format=home_format,
+                                    exchange=exchange, config_dir=config_dir, student=student,
+                                    profiles=raw, student_image=student_image)
     finally:
-        subprocess.run(["docker", "rm", "-f", *containers, f"jbm-formgrader-{COURSE_ID}"], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", FORMGRADER], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+        system_users_cleanup = subprocess.run(["userdel", "--remove", STUDENT], capture_output=True)
+        del system_users_cleanup  # the session fixture removes it too; the group must go after it
+        subprocess.run(["groupdel", STUDENT_GROUP], capture_output=True)
 
 
-def test_release_fetch_submit_collect_autograde(course_site):
-    course, home_format, exchange, student = (course_site.course, course_site.home_format, course_site.exchange,
-                                              course_site.student)
-    root = nbgrader.course_root(course, home_format)
-    assert oct(os.stat(exchange).st_mode & 0o7777) == oct(nbgrader.EXCHANGE_MODE)
-
-    _run("jbm-nbg-grader", "nbgrader", "generate_assignment", "ps1", "--create", cwd=root)
-    _run("jbm-nbg-grader", "nbgrader", "release_assignment", "ps1", cwd=root)
-    assert (exchange / COURSE_ID / "outbound" / "ps1" / "ps1.ipynb").is_file()  # path_includes_course
-
-    listed = _run("jbm-nbg-student", "nbgrader", "list", "--course", COURSE_ID)
-    assert "ps1" in listed, listed
-    _run("jbm-nbg-student", "nbgrader", "fetch_assignment", "ps1", "--course", COURSE_ID)
-    fetched = Path(student.pw_dir, COURSE_ID, "ps1", "ps1.ipynb")  # <course>/<assignment>: path_includes_course
-    assert fetched.stat().st_uid == student.pw_uid  # the student's own files, by their host uid
-    nb = json.loads(fetched.read_text())
-    body = "".join(nb["cells"][0]["source"])
-    assert "raise NotImplementedError()" in body and "return a + b" not in body  # the solution was stripped
-    # the student answers (as the student: the file is theirs)
-    _run("jbm-nbg-student", "python3", "-c",
-         "import json,sys; p=sys.argv[1]; nb=json.load(open(p)); c=nb['cells'][0]; "
-         "c['source']=''.join(c['source']).replace('raise NotImplementedError()','return a + b'); "
-         "json.dump(nb,open(p,'w'))", str(fetched))
-    _run("jbm-nbg-student", "nbgrader", "submit", "ps1", "--course", COURSE_ID)
-    inbound = list((exchange / COURSE_ID / "inbound").iterdir())
-    assert [p.name.split("+")[:2] for p in inbound] == [[STUDENT, "ps1"]], inbound
-
-    _run("jbm-nbg-grader", "nbgrader", "collect", "ps1", cwd=root)
-    assert Path(root, "submitted", STUDENT, "ps1", "ps1.ipynb").is_file()
-    _run("jbm-nbg-grader", "nbgrader", "autograde", "ps1", "--create", cwd=root)
-    score = _run("jbm-nbg-grader", "python3", "-c",
-                 "from nbgrader.api import Gradebook; gb=Gradebook('sqlite:///gradebook.db'); "
-                 f"s=gb.find_submission('ps1', {STUDENT!r}); print(s.score, s.max_score); gb.close()", cwd=root)
-    assert score.split()[:2] == ["3.0", "3.0"], score
-
-
-def test_formgrader_service_behind_the_hub(course_site, hub_factory):
-    """The course's formgrader as the hub service jupyterhub_config.py makes (hub_settings): a
-    member of formgrade-<id> reaches it, a student gets 403, and its pages may be framed by the
-    hub's origin (JupyterHub >= 4.1 forbids framing unless the server says so)."""
-    course = course_site.course
-    settings = f"""
+def _hub_config(site):
+    """The role's jupyterhub_config.py block for the courses (templates/jupyterhub_config.py.j2)."""
+    return f"""
 import grp, pwd
 from profilespawner import nbgrader
 from profilespawner.profiles import load_profiles
 _nbgrader = nbgrader.hub_settings(
-    {[{"id": course.id, "teachers": list(course.teachers), "students": list(course.students),
-       "teacher_image": course.teacher_image, "student_image": course.student_image, "port": course.port,
-       "grader": course.grader}]!r},
-    load_profiles(c.DockerSystemProfileSpawner.profiles_file),
+    {site.courses_data!r}, load_profiles(c.DockerSystemProfileSpawner.profiles_file),
     group_members=lambda name: next((g.gr_mem for g in grp.getgrall() if g.gr_name == name), []),
-    account=pwd.getpwnam, exchange_root={str(course_site.exchange)!r}, config_dir={str(course_site.config_dir)!r})
+    account=pwd.getpwnam, exchange_root={str(site.exchange)!r}, config_dir={str(site.config_dir)!r})
 c.JupyterHub.load_groups = _nbgrader["load_groups"]
 c.JupyterHub.load_roles.extend(_nbgrader["load_roles"])
 c.JupyterHub.services.extend(_nbgrader["services"])
 """
-    hub = hub_factory(profiles=course_site.raw_profiles, extra_config=settings)
+
+
+def test_course_end_to_end_behind_the_hub(course_site, hub_factory):
+    site, course = course_site, course_site.course
+    hub = start_hub(hub_factory, site.profiles, _hub_config(site))
     assert hub.api("GET", f"/users/{GRADER}").json()["groups"] == [course.formgrade_group]
     assert hub.api("GET", f"/users/{STUDENT}").json()["groups"] == [course.student_group]
+
+    # the formgrader: the hub service of the course, for formgrade-<id> only, framable by the hub's pages
     url = f"{hub.url}/services/{course.id}/formgrader/manage_assignments"
-    teacher = {"Authorization": f"token {hub.user_token(GRADER)}"}
-    deadline, reply = time.monotonic() + 90, None
-    while time.monotonic() < deadline:  # the service's container starts with the hub
-        try:
-            reply = requests.get(url, headers=teacher, timeout=10, allow_redirects=False)
-            if reply.status_code not in (502, 503, 404):
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
+    reply = _wait_for(url, {"Authorization": f"token {hub.user_token(GRADER)}"})
     assert reply is not None and reply.status_code == 200, f"{reply and reply.status_code}\n{hub.log()}"
     assert "frame-ancestors 'self'" in reply.headers.get("Content-Security-Policy", ""), reply.headers
-    student = {"Authorization": f"token {hub.user_token(STUDENT)}"}
-    denied = requests.get(url, headers=student, timeout=10, allow_redirects=False)
+    denied = requests.get(url, headers={"Authorization": f"token {hub.user_token(STUDENT)}"}, timeout=10,
+                          allow_redirects=False)
     assert denied.status_code == 403, (denied.status_code, denied.text[:300])
+
+    # the student's server, spawned by the hub: the student is in the Unix group nbgrader-<id> (as
+    # the role makes it), so the spawner gives them the @nbgrader-<id> profile
+    profile = effective_profile(parse_profiles(site.profiles), STUDENT, [course.student_group])
+    assert profile.allowed_images == ("Student",)
+    spawn_ready(hub, STUDENT, {"image_profile": "Student", "resource_profile": "Small"})
+    hub.wait_ready(STUDENT)
+    server = subprocess.run(["docker", "ps", "-q", "--filter", f"label=org.jupyterhub-baremetal.user={STUDENT}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert server, "no server container of the student"
+    info = inspect(server)
+    assert info["Config"]["Image"] == site.student_image, info["Config"]["Image"]
+    mounts = {m["Destination"]: (m["Source"], m["RW"]) for m in info["Mounts"]}
+    assert mounts[str(site.exchange)] == (str(site.exchange), True), mounts
+    assert mounts["/etc/passwd"] == ("/etc/passwd", False), mounts
+    assert info["Config"]["User"].split(":")[0] == str(site.student.pw_uid)
+
+    root = nbgrader.course_root(course, site.home_format)
+    _run(FORMGRADER, "nbgrader", "generate_assignment", "ps1", "--create", cwd=root)
+    _run(FORMGRADER, "nbgrader", "release_assignment", "ps1", cwd=root)
+    assert (site.exchange / COURSE_ID / "outbound" / "ps1" / "ps1.ipynb").is_file()  # path_includes_course
+
+    assert "ps1" in _run(server, "nbgrader", "list", "--course", COURSE_ID)
+    _run(server, "nbgrader", "fetch_assignment", "ps1", "--course", COURSE_ID)
+    fetched = Path(site.student.pw_dir, COURSE_ID, "ps1", "ps1.ipynb")  # <course>/<assignment>
+    assert fetched.stat().st_uid == site.student.pw_uid  # the student's own files, by their host uid
+    body = "".join(json.loads(fetched.read_text())["cells"][0]["source"])
+    assert "raise NotImplementedError()" in body and "return a + b" not in body  # the solution was stripped
+    _run(server, "python3", "-c",
+         "import json,sys; p=sys.argv[1]; nb=json.load(open(p)); c=nb['cells'][0]; "
+         "c['source']=''.join(c['source']).replace('raise NotImplementedError()','return a + b'); "
+         "json.dump(nb,open(p,'w'))", str(fetched))
+    _run(server, "nbgrader", "submit", "ps1", "--course", COURSE_ID)
+    inbound = list((site.exchange / COURSE_ID / "inbound").iterdir())
+    assert [p.name.split("+")[:2] for p in inbound] == [[STUDENT, "ps1"]], inbound
+
+    _run(FORMGRADER, "nbgrader", "collect", "ps1", cwd=root)
+    assert Path(root, "submitted", STUDENT, "ps1", "ps1.ipynb").is_file()
+    _run(FORMGRADER, "nbgrader", "autograde", "ps1", "--create", cwd=root)
+    score = _run(FORMGRADER, "python3", "-c",
+                 "from nbgrader.api import Gradebook; gb=Gradebook('sqlite:///gradebook.db'); "
+                 f"s=gb.find_submission('ps1', {STUDENT!r}); print(s.score, s.max_score); gb.close()", cwd=root)
+    assert score.split()[:2] == ["3.0", "3.0"], score
