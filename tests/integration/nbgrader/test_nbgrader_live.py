@@ -110,9 +110,7 @@ def course_site(docker_engine, system_users):
     finally:
         subprocess.run(["docker", "rm", "-f", FORMGRADER], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
-        system_users_cleanup = subprocess.run(["userdel", "--remove", STUDENT], capture_output=True)
-        del system_users_cleanup  # the session fixture removes it too; the group must go after it
-        subprocess.run(["groupdel", STUDENT_GROUP], capture_output=True)
+        subprocess.run(["groupdel", STUDENT_GROUP], capture_output=True)  # the users go with the session
 
 
 def _hub_config(site):
