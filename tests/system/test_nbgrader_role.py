@@ -5,8 +5,10 @@ the preflight naming the field."""
 from pathlib import Path
 
 import pytest
+import yaml
 
 from profilespawner import nbgrader
+from profilespawner.profiles import effective_profile, parse_profiles
 from tests.harness import playbooks
 from tests.harness.systemd_host import start_systemd_host
 
@@ -59,6 +61,10 @@ def test_courses_on_the_host(host):
     assert "frame-ancestors 'self'" in out("cat", "/home/grader-course101/.jupyter/jupyter_server_config.py")
     assert out("getent", "group", "formgrade-course101").split(":")[3] == "alice,grader-course101"
     assert out("getent", "group", "nbgrader-course101").split(":")[3] == "bob"  # accounts that exist
+    rendered = parse_profiles(yaml.safe_load(out("cat", "/root/jbm-nbg-profiles.yaml")))
+    assert effective_profile(rendered, "bob", ["nbgrader-course101"]).allowed_images == ("Student",)
+    assert effective_profile(rendered, "alice", ["formgrade-course101"]).allowed_images == ("Teacher",)
+    assert "/srv/nbgrader/exchange" in {m.host_path for m in rendered.users["@nbgrader-course101"].data_mounts}
     second = _converge(workdir, inventory, [COURSE])
     assert second.returncode == 0, second.output[-6000:]
     assert second.changed_tasks == [], second.changed_tasks
