@@ -83,9 +83,9 @@ def course_site(docker_engine, system_users):
         exchange.mkdir(parents=True)
         os.chmod(exchange, nbgrader.EXCHANGE_MODE)
         config_dir.mkdir()
-        # course membership is what the hub's groups say (JupyterHubAuthPlugin) only for servers the
-        # hub started; the CLI below runs through docker exec, without the server's hub token
-        (config_dir / "nbgrader_config.py").write_text(nbgrader.global_config(str(exchange), hub_auth=False))
+        # course membership from the hub's groups (JupyterHubAuthPlugin), as installed: the CLI below
+        # runs in the containers with their own hub tokens (the server's, the service's)
+        (config_dir / "nbgrader_config.py").write_text(nbgrader.global_config(str(exchange)))
         grader = system_users(GRADER)
         student = system_users(STUDENT, groups=(STUDENT_GROUP,))  # the role's Unix group of the course
         courses_data = [{"id": COURSE_ID, "teachers": [GRADER], "students": [STUDENT], "teacher_image": "Teacher",
@@ -186,3 +186,5 @@ def test_course_end_to_end_behind_the_hub(course_site, hub_factory):
                  "from nbgrader.api import Gradebook; gb=Gradebook('sqlite:///gradebook.db'); "
                  f"s=gb.find_submission('ps1', {STUDENT!r}); print(s.score, s.max_score); gb.close()", cwd=root)
     assert score.split()[:2] == ["3.0", "3.0"], score
+    # course membership came from the hub (JupyterHubAuthPlugin, with the student server's own token)
+    assert f"200 GET /hub/api/users/{STUDENT} ({STUDENT}@" in hub.log(tail=100000), hub.log()
