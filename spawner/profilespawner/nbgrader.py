@@ -23,6 +23,7 @@ groups of the same name with the same members), the grader account is `grader-<c
 """
 
 import copy
+import ipaddress
 import json
 import posixpath
 import re
@@ -143,7 +144,7 @@ def parse_courses(data) -> Tuple[Course, ...]:
         port = spec.get("port")
         if not isinstance(port, int) or isinstance(port, bool) or not 1024 <= port <= 65535:
             problems.append(f"{path}.port: {port!r} is not a port; allowed: an integer 1024-65535, free on the "
-                            "hub's loopback (the course's formgrader listens there)")
+                            "hub's loopback, the fallback without a users' network (the course's formgrader listens on it)")
         elif port in ports:
             problems.append(f"{path}.port: {port} is already the port of {SOURCE}[{ports[port]}]; allowed: each port once")
         else:
@@ -260,12 +261,26 @@ def course_root(course, home_format=DEFAULT_HOME):
     return posixpath.join(grader_home(course, home_format), course.id)
 
 
+def formgrader_address(subnet, index):
+    """The fixed address of the index-th course's formgrader on the users' network: from the top of
+    the subnet down (Docker hands out addresses from the bottom up), so the hub can name it in the
+    service's url before the container exists."""
+    net = ipaddress.ip_network(subnet)
+    address = net.broadcast_address - 1 - index
+    if address <= net.network_address + 1:
+        raise ValueError(f"users' network {subnet}: no address left for formgrader {index}")
+    return str(address)
+
+
 def formgrader_container(course, image, uid, gid, home, exchange_root=DEFAULT_EXCHANGE, config_dir=None,
-                         docker="docker", env_names=(), command=None):
+                         docker="docker", env_names=(), command=None, network=None, address=None):
     """`docker run` argv of a course's formgrader: the teacher image as the grader's uid, its home,
-    the exchange, on the host's loopback at the course's port (the hub proxies to it)."""
+    the exchange. On the users' network at `address` when given (where the hub reaches user
+    servers and autograded student code reaches nothing but the hub API), else on the host's
+    loopback. Either way it listens on the course's port and the hub proxies to it."""
     name = f"jbm-formgrader-{course.id}"
-    argv = [docker, "run", "--rm", "--name", name, "--network", "host", "--user", f"{uid}:{gid}",
+    where = ["--network", network, "--ip", address] if network else ["--network", "host"]
+    argv = [docker, "run", "--rm", "--name", name, *where, "--user", f"{uid}:{gid}",
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "-e", f"HOME={home}", "-e", f"JUPYTERHUB_USER={course.grader}", "-w", home,
             "-v", f"{home}:{home}", "-v", f"{exchange_root}:{exchange_root}"]
@@ -275,7 +290,8 @@ def formgrader_container(course, image, uid, gid, home, exchange_root=DEFAULT_EX
         argv += ["-v", f"{f}:{f}:ro"]
     for env in env_names:
         argv += ["-e", env]  # passed through from the hub's environment for the service
-    return argv + [image, *(command or ["jupyterhub-singleuser", "--ip=127.0.0.1", f"--port={course.port}"])]
+    listen = "0.0.0.0" if network else "127.0.0.1"
+    return argv + [image, *(command or ["jupyterhub-singleuser", f"--ip={listen}", f"--port={course.port}"])]
 
 
 # what the hub sets for a managed service and jupyterhub-singleuser reads
@@ -287,22 +303,24 @@ SERVICE_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_URL", "J
 
 
 def service_definitions(courses, images, account, home_format=DEFAULT_HOME, exchange_root=DEFAULT_EXCHANGE,
-                        config_dir=None, docker="docker"):
+                        config_dir=None, docker="docker", network=None, subnet=None):
     """`c.JupyterHub.services` entries: one formgrader per course, named like the course.
 
     `images`: image profile name -> image reference (the profiles' image_profiles);
     `account(name)`: a pwd entry (pw_uid, pw_gid) of the grader account. The hub (root) runs
     the `docker run` client; the formgrader itself runs as the grader's uid."""
     services = []
-    for course in courses:
+    for n, course in enumerate(courses):
         grader = account(course.grader)
         home = grader_home(course, home_format)
+        address = formgrader_address(subnet, n) if network else "127.0.0.1"
         argv = formgrader_container(course, images[course.teacher_image], grader.pw_uid, grader.pw_gid, home,
-                                    exchange_root, config_dir, docker, SERVICE_ENV)
+                                    exchange_root, config_dir, docker, SERVICE_ENV,
+                                    network=network, address=address if network else None)
         name = argv[argv.index("--name") + 1]
         services.append({
             "name": course.id,
-            "url": f"http://127.0.0.1:{course.port}",
+            "url": f"http://{address}:{course.port}",
             # a container left by a hub that died is replaced, not a name conflict
             "command": ["/bin/sh", "-c", f'{docker} rm -f {name} >/dev/null 2>&1; exec "$@"', "formgrader", *argv],
             "oauth_no_confirm": True,
@@ -312,7 +330,7 @@ def service_definitions(courses, images, account, home_format=DEFAULT_HOME, exch
 
 
 def hub_settings(courses_data, profiles, group_members, account, exchange_root=DEFAULT_EXCHANGE, config_dir=None,
-                 docker="docker"):
+                 docker="docker", network=None, subnet=None):
     """Everything jupyterhub_config.py sets for the courses, from the inventory's list and the
     loaded profiles (`profilespawner.profiles.Profiles`): load_groups, load_roles, services."""
     courses = parse_courses(courses_data)
@@ -320,7 +338,8 @@ def hub_settings(courses_data, profiles, group_members, account, exchange_root=D
     images = {name: p.image for name, p in profiles.images.items()}
     return {"load_groups": hub_groups(courses, group_members),
             "load_roles": load_roles(courses),
-            "services": service_definitions(courses, images, account, home_format, exchange_root, config_dir, docker)}
+            "services": service_definitions(courses, images, account, home_format, exchange_root, config_dir, docker,
+                                            network, subnet)}
 
 
 # ---------------------------------------------------------------- nbgrader_config.py files

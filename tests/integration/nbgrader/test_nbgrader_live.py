@@ -28,6 +28,7 @@ from profilespawner.profiles import effective_profile, parse_profiles
 from tests.harness import images
 from tests.harness.hub import free_port
 from tests.harness.profiles import sample_profiles
+from tests.harness.users_network import HARNESS_NETWORK
 from tests.integration.spawner.support import inspect, spawn_ready, start_hub
 
 pytestmark = pytest.mark.integration
@@ -122,7 +123,8 @@ from profilespawner.profiles import load_profiles
 _nbgrader = nbgrader.hub_settings(
     {site.courses_data!r}, load_profiles(c.DockerSystemProfileSpawner.profiles_file),
     group_members=lambda name: next((g.gr_mem for g in grp.getgrall() if g.gr_name == name), []),
-    account=pwd.getpwnam, exchange_root={str(site.exchange)!r}, config_dir={str(site.config_dir)!r})
+    account=pwd.getpwnam, exchange_root={str(site.exchange)!r}, config_dir={str(site.config_dir)!r},
+    network=c.DockerSystemProfileSpawner.network_name, subnet={HARNESS_NETWORK.subnet!r})
 c.JupyterHub.load_groups = _nbgrader["load_groups"]
 c.JupyterHub.load_roles.extend(_nbgrader["load_roles"])
 c.JupyterHub.services.extend(_nbgrader["services"])
@@ -140,6 +142,10 @@ def test_course_end_to_end_behind_the_hub(course_site, hub_factory):
     reply = _wait_for(url, {"Authorization": f"token {hub.user_token(GRADER)}"})
     assert reply is not None and reply.status_code == 200, f"{reply and reply.status_code}\n{hub.log()}"
     assert "frame-ancestors 'self'" in reply.headers.get("Content-Security-Policy", ""), reply.headers
+    # on the users' network at its fixed address, where autograded student code reaches only the hub API
+    networks = inspect(FORMGRADER)["NetworkSettings"]["Networks"]
+    assert list(networks) == [HARNESS_NETWORK.name], list(networks)
+    assert networks[HARNESS_NETWORK.name]["IPAddress"] == nbgrader.formgrader_address(HARNESS_NETWORK.subnet, 0)
     denied = requests.get(url, headers={"Authorization": f"token {hub.user_token(STUDENT)}"}, timeout=10,
                           allow_redirects=False)
     assert denied.status_code == 403, (denied.status_code, denied.text[:300])

@@ -145,3 +145,17 @@ def test_hub_settings_from_the_loaded_profiles():
     hub = nbgrader.hub_settings([COURSE], profiles, lambda g: (), account)
     assert set(hub) == {"load_groups", "load_roles", "services"}
     assert "teach:1" in hub["services"][0]["command"]  # the teacher image profile's image
+
+
+def test_formgrader_on_the_users_network_at_a_fixed_address():
+    courses = parse_courses([COURSE, {**COURSE, "id": "c2", "port": 9991}])
+    account = lambda name: types.SimpleNamespace(pw_uid=1, pw_gid=1)  # noqa: E731
+    services = nbgrader.service_definitions(courses, {"Teacher": "teach:1"}, account,
+                                            network="jupyterhub-users", subnet="10.250.0.0/16")
+    assert [s["url"] for s in services] == ["http://10.250.255.254:9990", "http://10.250.255.253:9991"]
+    run = services[0]["command"]
+    assert run[run.index("--network") + 1:run.index("--network") + 4] == ["jupyterhub-users", "--ip", "10.250.255.254"]
+    assert "--ip=0.0.0.0" in run
+    assert nbgrader.formgrader_address("10.0.0.0/30", 0) == "10.0.0.2"
+    with pytest.raises(ValueError, match="no address left"):
+        nbgrader.formgrader_address("10.0.0.0/30", 1)  # .1 is the gateway
