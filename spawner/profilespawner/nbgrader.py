@@ -273,14 +273,17 @@ def formgrader_address(subnet, index):
 
 
 def formgrader_container(course, image, uid, gid, home, exchange_root=DEFAULT_EXCHANGE, config_dir=None,
-                         docker="docker", env_names=(), command=None, network=None, address=None):
+                         docker="docker", env_names=(), command=None, network=None, address=None,
+                         cgroup_parent=None):
     """`docker run` argv of a course's formgrader: the teacher image as the grader's uid, its home,
     the exchange. On the users' network at `address` when given (where the hub reaches user
     servers and autograded student code reaches nothing but the hub API), else on the host's
-    loopback. Either way it listens on the course's port and the hub proxies to it."""
+    loopback. Either way it listens on the course's port and the hub proxies to it. `cgroup_parent`:
+    the users' slice, whose limits then cover the code it autogrades too."""
     name = f"jbm-formgrader-{course.id}"
     where = ["--network", network, "--ip", address] if network else ["--network", "host"]
     argv = [docker, "run", "--rm", "--name", name, *where, "--user", f"{uid}:{gid}",
+            *(["--cgroup-parent", cgroup_parent] if cgroup_parent else []),
             "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
             "-e", f"HOME={home}", "-e", f"JUPYTERHUB_USER={course.grader}", "-w", home,
             "-v", f"{home}:{home}", "-v", f"{exchange_root}:{exchange_root}"]
@@ -303,7 +306,7 @@ SERVICE_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTERHUB_API_URL", "J
 
 
 def service_definitions(courses, images, account, home_format=DEFAULT_HOME, exchange_root=DEFAULT_EXCHANGE,
-                        config_dir=None, docker="docker", network=None, subnet=None):
+                        config_dir=None, docker="docker", network=None, subnet=None, cgroup_parent=None):
     """`c.JupyterHub.services` entries: one formgrader per course, named like the course.
 
     `images`: image profile name -> image reference (the profiles' image_profiles);
@@ -316,7 +319,8 @@ def service_definitions(courses, images, account, home_format=DEFAULT_HOME, exch
         address = formgrader_address(subnet, n) if network else "127.0.0.1"
         argv = formgrader_container(course, images[course.teacher_image], grader.pw_uid, grader.pw_gid, home,
                                     exchange_root, config_dir, docker, SERVICE_ENV,
-                                    network=network, address=address if network else None)
+                                    network=network, address=address if network else None,
+                                    cgroup_parent=cgroup_parent)
         name = argv[argv.index("--name") + 1]
         services.append({
             "name": course.id,
@@ -330,7 +334,7 @@ def service_definitions(courses, images, account, home_format=DEFAULT_HOME, exch
 
 
 def hub_settings(courses_data, profiles, group_members, account, exchange_root=DEFAULT_EXCHANGE, config_dir=None,
-                 docker="docker", network=None, subnet=None):
+                 docker="docker", network=None, subnet=None, cgroup_parent=None):
     """Everything jupyterhub_config.py sets for the courses, from the inventory's list and the
     loaded profiles (`profilespawner.profiles.Profiles`): load_groups, load_roles, services."""
     courses = parse_courses(courses_data)
@@ -339,7 +343,7 @@ def hub_settings(courses_data, profiles, group_members, account, exchange_root=D
     return {"load_groups": hub_groups(courses, group_members),
             "load_roles": load_roles(courses),
             "services": service_definitions(courses, images, account, home_format, exchange_root, config_dir, docker,
-                                            network, subnet)}
+                                            network, subnet, cgroup_parent)}
 
 
 # ---------------------------------------------------------------- nbgrader_config.py files

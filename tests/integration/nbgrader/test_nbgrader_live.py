@@ -26,6 +26,7 @@ import requests
 from profilespawner import nbgrader
 from profilespawner.profiles import effective_profile, parse_profiles
 from tests.harness import images
+from tests.harness.cgroups import ensure_users_parent
 from tests.harness.hub import free_port
 from tests.harness.profiles import sample_profiles
 from tests.harness.users_network import HARNESS_NETWORK
@@ -124,7 +125,8 @@ _nbgrader = nbgrader.hub_settings(
     {site.courses_data!r}, load_profiles(c.DockerSystemProfileSpawner.profiles_file),
     group_members=lambda name: next((g.gr_mem for g in grp.getgrall() if g.gr_name == name), []),
     account=pwd.getpwnam, exchange_root={str(site.exchange)!r}, config_dir={str(site.config_dir)!r},
-    network=c.DockerSystemProfileSpawner.network_name, subnet={HARNESS_NETWORK.subnet!r})
+    network=c.DockerSystemProfileSpawner.network_name, subnet={HARNESS_NETWORK.subnet!r},
+    cgroup_parent=c.DockerSystemProfileSpawner.cgroup_parent)
 c.JupyterHub.load_groups = _nbgrader["load_groups"]
 c.JupyterHub.load_roles.extend(_nbgrader["load_roles"])
 c.JupyterHub.services.extend(_nbgrader["services"])
@@ -146,6 +148,8 @@ def test_course_end_to_end_behind_the_hub(course_site, hub_factory):
     networks = inspect(FORMGRADER)["NetworkSettings"]["Networks"]
     assert list(networks) == [HARNESS_NETWORK.name], list(networks)
     assert networks[HARNESS_NETWORK.name]["IPAddress"] == nbgrader.formgrader_address(HARNESS_NETWORK.subnet, 0)
+    # in the users' cgroup parent, like the users' servers (its limits cover the code it autogrades)
+    assert inspect(FORMGRADER)["HostConfig"]["CgroupParent"] == ensure_users_parent(hub.users_cgroup)
     denied = requests.get(url, headers={"Authorization": f"token {hub.user_token(STUDENT)}"}, timeout=10,
                           allow_redirects=False)
     assert denied.status_code == 403, (denied.status_code, denied.text[:300])

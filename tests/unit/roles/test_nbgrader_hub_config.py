@@ -22,7 +22,8 @@ def _settings(profiles_file, courses):
     return {"bind_url": "http://127.0.0.1:8000", "https": False, "ssl_cert": "", "ssl_key": "", "hub_ip": "127.0.0.1",
             "hub_port": 8081, "proxy_command": ["chp"], "state_dir": "/tmp", "admin_users": [], "allowed_users": [],
             "allowed_groups": [], "allow_all": False, "authenticator": "pam", "ldap_settings": {},
-            "oauth_class": "", "oauth_settings": {}, "spawner": {"profiles_file": str(profiles_file), "network_name": "jupyterhub-users"},
+            "oauth_class": "", "oauth_settings": {}, "spawner": {"profiles_file": str(profiles_file), "network_name": "jupyterhub-users",
+                        "cgroup_parent": "jupyterhub-users.slice"},
             "idle_culler": True, "idle_timeout": 60, "panel": True, "panel_user": "nobody",
             "prometheus_service": False,
             "nbgrader": {"courses": courses, "exchange": "/srv/nbgrader/exchange", "config_dir": "/srv/nbgrader/config",
@@ -56,8 +57,9 @@ def test_courses_make_groups_roles_and_services(tmp_path):
     expected = nbgrader.service_definitions(nbgrader.parse_courses([COURSE]), {"Teacher": "teach:1"},
                                             lambda name: account, exchange_root="/srv/nbgrader/exchange",
                                             config_dir="/srv/nbgrader/config", network="jupyterhub-users",
-                                            subnet="10.250.0.0/16")
+                                            subnet="10.250.0.0/16", cgroup_parent="jupyterhub-users.slice")
     assert service == expected[0] and service["url"] == "http://10.250.255.254:9990"
+    assert "jupyterhub-users.slice" in service["command"]  # the users' slice: its limits cover autograding
 
 
 def test_no_courses_no_course_settings(tmp_path):
