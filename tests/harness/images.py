@@ -65,9 +65,10 @@ def _content_hash(context: Path, base_id: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_image(tag: str, context: Path) -> str:
-    """`docker build` the context FROM the base image, skipped when nothing it depends on changed."""
-    base_id = _inspect(ensure_base_image(), "{{.Id}}")
+def build_image(tag: str, context: Path, parent: str | None = None) -> str:
+    """`docker build` the context FROM the base image (or `parent`, an image built here first),
+    skipped when nothing it depends on changed."""
+    base_id = _inspect(parent or ensure_base_image(), "{{.Id}}")
     wanted = _content_hash(context, base_id)
     if _inspect(tag, "{{index .Config.Labels \"" + HASH_LABEL + "\"}}") == wanted:
         return tag
@@ -84,6 +85,25 @@ def build_image(tag: str, context: Path) -> str:
 
 def ensure_singleuser_image() -> str:
     return build_image(SINGLEUSER_IMAGE, IMAGES_DIR / "singleuser")
+
+
+# --- nbgrader (issue 11.5) ---------------------------------------------------------------------
+NBGRADER_IMAGE = "local/singleuser-nbgrader:latest"
+
+
+def ensure_nbgrader_image() -> str:
+    """The singleuser image plus nbgrader (pinned in its Dockerfile), rebuilt when either changes."""
+    return build_image(NBGRADER_IMAGE, IMAGES_DIR / "singleuser-nbgrader", parent=ensure_singleuser_image())
+
+
+NBGRADER_STUDENT_IMAGE = "local/singleuser-nbgrader-student:latest"
+
+
+def ensure_nbgrader_student_image() -> str:
+    """The nbgrader image without the instructors' extensions (formgrader, create assignment)."""
+    return build_image(NBGRADER_STUDENT_IMAGE, IMAGES_DIR / "singleuser-nbgrader-student",
+                       parent=ensure_nbgrader_image())
+# --- end nbgrader ---------------------------------------------------------------------------------
 
 
 def ensure_systemd_image() -> str:
