@@ -34,19 +34,14 @@ def check_routes(routes_by_login: dict) -> None:
             owner[route[0]] = login
 
 
-def admitted(authenticated, login: str, manage_groups: bool):
+def admitted(authenticated, login: str):
     """The login model the hub gets, or None (not admitted). A name that cannot be a host
-    account is refused here (400), before a hub user exists, instead of failing at the spawn.
-    With the hub's manage_groups (the IdP's groups), a launch that carries no groups leaves the
-    user's hub groups as they are (groups None) instead of failing."""
-    if authenticated is None:
-        return None
-    try:
-        identity.check_account_name(authenticated["name"])
-    except identity.AccountError as e:
-        raise HTTPError(400, f"{login}: {e}") from None
-    if manage_groups and "groups" not in authenticated:
-        return {**authenticated, "groups": None}
+    account is refused here (400), before a hub user exists, instead of failing at the spawn."""
+    if authenticated is not None:
+        try:
+            identity.check_account_name(authenticated["name"])
+        except identity.AccountError as e:
+            raise HTTPError(400, f"{login}: {e}") from None
     return authenticated
 
 
@@ -56,15 +51,15 @@ def logged_in_at_login_page(auth_state) -> bool:
     return bool(auth_state) and "token_response" in auth_state
 
 
-def bound_handler(handler_class, authenticator, manage_groups: bool):
+def bound_handler(handler_class, authenticator):
     """The handler class serving `authenticator`'s URL: the same handler, but its
-    self.authenticator is that authenticator (the hub's is the combination), and its login
-    goes through `admitted`."""
+    self.authenticator is that authenticator (the hub's is the combination), so the login runs
+    with its settings (e.g. manage_groups: an LTI launch, which carries no groups, leaves the
+    provider's hub groups alone), and goes through `admitted`."""
     login = type(authenticator).__name__
 
     async def authenticate(self, data=None):
-        return admitted(await maybe_future(self.authenticator.get_authenticated_user(self, data)),
-                        login, manage_groups)
+        return admitted(await maybe_future(self.authenticator.get_authenticated_user(self, data)), login)
 
     return type(handler_class.__name__, (handler_class,),
                 {"authenticator": authenticator, "authenticate": authenticate})
@@ -87,7 +82,8 @@ class CombinedAuthenticator(Authenticator):
         self.login_authenticator = import_item(self.login_class)(parent=self, log=self.log)
         self.launch_authenticators = [import_item(name)(parent=self, log=self.log)
                                       for name in self.launch_classes]
-        # the hub reads these from its authenticator: the login page's
+        # the hub app reads these from its authenticator (the login button, groups owned by
+        # the authenticator): the login page's
         self.login_service = self.login_authenticator.login_service
         self.manage_groups = self.login_authenticator.manage_groups
 
@@ -96,7 +92,7 @@ class CombinedAuthenticator(Authenticator):
         return [self.login_authenticator, *self.launch_authenticators]
 
     def get_handlers(self, app):
-        routes = {type(a).__name__: [(path, bound_handler(handler, a, self.manage_groups), *rest)
+        routes = {type(a).__name__: [(path, bound_handler(handler, a), *rest)
                                      for path, handler, *rest in a.get_handlers(app)]
                   for a in self.authenticators}
         check_routes(routes)

@@ -65,6 +65,8 @@ c.JupyterHub.authenticator_class = "profilespawner.logins.CombinedAuthenticator"
 c.CombinedAuthenticator.login_class = "oauthenticator.generic.GenericOAuthenticator"
 c.CombinedAuthenticator.launch_classes = ["ltiauthenticator.lti11.auth.LTI11Authenticator"]
 c.Authenticator.enable_auth_state = True
+# refresh every login before each spawn: the provider's logins at the provider, launches not
+c.CombinedAuthenticator.refresh_pre_spawn = True
 c.GenericOAuthenticator.client_id = {idp.client_id!r}
 c.GenericOAuthenticator.client_secret = {idp.client_secret!r}
 c.GenericOAuthenticator.oauth_callback_url = {idp.redirect_uri!r}

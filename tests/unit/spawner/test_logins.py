@@ -7,16 +7,11 @@ from profilespawner import logins
 
 def test_a_name_no_account_can_have_is_refused_with_400_naming_it():
     with pytest.raises(HTTPError) as e:
-        logins.admitted({"name": "ann smith"}, "LTI11Authenticator", manage_groups=False)
+        logins.admitted({"name": "ann smith"}, "LTI11Authenticator")
     assert e.value.status_code == 400
     assert "LTI11Authenticator: user name 'ann smith' cannot be a system account; allowed: 1-32" in e.value.log_message
-
-
-def test_a_launch_without_groups_leaves_the_hub_groups_alone():
-    assert logins.admitted({"name": "ann"}, "L", manage_groups=True) == {"name": "ann", "groups": None}
-    assert logins.admitted({"name": "ann", "groups": ["a"]}, "L", manage_groups=True)["groups"] == ["a"]
-    assert logins.admitted({"name": "ann"}, "L", manage_groups=False) == {"name": "ann"}
-    assert logins.admitted(None, "L", manage_groups=True) is None  # not admitted stays so
+    assert logins.admitted({"name": "ann", "groups": ["a"]}, "L") == {"name": "ann", "groups": ["a"]}
+    assert logins.admitted(None, "L") is None  # not admitted stays so
 
 
 def test_two_authenticators_on_one_url_are_refused():
