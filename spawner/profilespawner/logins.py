@@ -28,10 +28,11 @@ def check_routes(routes_by_login: dict) -> None:
     owner = {}
     for login, routes in routes_by_login.items():
         for route in routes:
-            if route[0] in owner:
-                raise LoginsError(f"CombinedAuthenticator: {login} and {owner[route[0]]} both serve "
-                                  f"{route[0]!r}; allowed: authenticators with distinct URLs")
-            owner[route[0]] = login
+            path = "/" + route[0].lstrip("/")  # the hub joins each to its base URL
+            if path in owner:
+                raise LoginsError(f"CombinedAuthenticator: {login} and {owner[path]} both serve "
+                                  f"{path!r}; allowed: authenticators with distinct URLs")
+            owner[path] = login
 
 
 def admitted(authenticated, login: str):
