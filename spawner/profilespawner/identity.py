@@ -42,12 +42,17 @@ def pick_uid(name: str, uid_min: int, uid_max: int, taken) -> int:
                        "widen account_uid_min/account_uid_max")
 
 
+def check_account_name(name: str) -> None:
+    """Refuse a user name that cannot be a host account, naming it and what is allowed."""
+    if not USERNAME_PATTERN.match(name):
+        raise AccountError(f"user name {name!r} cannot be a system account; allowed: {USERNAME_ALLOWED}")
+
+
 def useradd_argv(name: str, uid: int, home: str, shell: str = "/usr/sbin/nologin") -> list:
     """The command making the account: its own group (same number when free), the home made
     from /etc/skel with login.defs' HOME_MODE (0700 on hosts of this project), no password
     (nobody logs in on the host; the hub's login is the IdP's)."""
-    if not USERNAME_PATTERN.match(name):
-        raise AccountError(f"user name {name!r} cannot be a system account; allowed: {USERNAME_ALLOWED}")
+    check_account_name(name)
     return ["useradd", "--uid", str(uid), "--user-group", "--create-home",
             "--home-dir", home, "--shell", shell, "--comment", "JupyterHub user", name]
 
