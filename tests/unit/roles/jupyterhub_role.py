@@ -30,10 +30,12 @@ def converge(tmp_path, **variables):
     """The preflight, then the config template, with these inventory variables (OAuth unless
     jupyterhub_authenticator says otherwise)."""
     (tmp_path / "play.yml").write_text(PLAY)
-    profiles = yaml.safe_load((REPO / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_profiles"]
+    profiles = variables.get("jupyterhub_profiles") or \
+        yaml.safe_load((REPO / "roles/jupyterhub/defaults/main.yml").read_text())["jupyterhub_profiles"]
     (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(profiles))
     extra = {"jupyterhub_config_dir": str(tmp_path), "jupyterhub_source_dir": str(REPO),
              "docker_users_network_gateway": "10.250.0.1", "docker_users_network": "jupyterhub-users",
+             "docker_users_network_subnet": "10.250.0.0/16",
              "ansible_python_interpreter": sys.executable, "jupyterhub_authenticator": "oauth",
              "jupyterhub_allowed_groups": ["jupyter"], **variables}
     (tmp_path / "vars.json").write_text(json.dumps(extra))
