@@ -1,4 +1,7 @@
-"""Shared values for the spawner's pure unit tests."""
+"""Shared values for the spawner's unit tests: sample profiles, and for the tests of the spawner's
+shell (no Docker) a stand-in hub user and empty caches of loaded profiles."""
+from types import SimpleNamespace
+
 import pytest
 
 from profilespawner.capacity import HostCapacity
@@ -46,3 +49,26 @@ def host():
 @pytest.fixture
 def default_user(profiles):
     return effective_profile(profiles, "bob", [])
+
+
+class HubUser:
+    """What the spawner reads of a JupyterHub user: name, url, hub groups and auth_state."""
+
+    def __init__(self, name, auth_state=None, groups=()):
+        self.name, self.url = name, f"/user/{name}/"
+        self.groups = [SimpleNamespace(name=g) for g in groups]
+        self._auth_state = auth_state
+
+    async def get_auth_state(self):
+        return self._auth_state
+
+
+@pytest.fixture
+def fresh_caches(monkeypatch):
+    """The profiles the spawner module has loaded, and the warnings it gave, empty for one test."""
+    from profilespawner import check
+    from profilespawner import spawner as spawner_module
+    monkeypatch.setattr(check, "LOADED", {})
+    monkeypatch.setattr(spawner_module, "LOADED", check.LOADED)
+    monkeypatch.setattr(check, "WARNED", set())
+    monkeypatch.setattr(spawner_module, "WARNED", check.WARNED)

@@ -9,14 +9,14 @@ import pytest
 from traitlets.config import Config
 
 from dockerspawner import SystemUserSpawner
-from profilespawner import check, spawner as spawner_module
+from profilespawner import check
 from profilespawner.check import profiles_from
 from profilespawner.contract import (ConfigRefused, auth_state_ids_problem, merge_host_config,
                                      owned_setting_warnings)
 from profilespawner.profiles import ProfilesError
 from profilespawner.spawner import DockerSystemProfileSpawner
 
-from .conftest import G, sample_data
+from .conftest import G, HubUser, sample_data
 
 OURS = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True, "pids_limit": 1024,
         "mem_limit": 2 * G, "tmpfs": {"/tmp": "size=1"}}
@@ -116,22 +116,10 @@ def test_file_wins_over_inline_profiles_with_a_warning(tmp_path):
 # ---------------------------------------------------------------- the shell, without Docker
 
 
-class FakeUser:
-    def __init__(self, name, auth_state=None):
-        self.name = name
-        self._auth_state = auth_state
-        self.url = f"/user/{name}/"
-
-    async def get_auth_state(self):
-        return self._auth_state
 
 
 @pytest.fixture
-def make_spawner(tmp_path, monkeypatch):
-    monkeypatch.setattr(check, "LOADED", {})
-    monkeypatch.setattr(spawner_module, "LOADED", check.LOADED)
-    monkeypatch.setattr(check, "WARNED", set())
-    monkeypatch.setattr(spawner_module, "WARNED", check.WARNED)
+def make_spawner(tmp_path, fresh_caches):
     data = sample_data()
     data["user_profiles"]["default"]["host_homedir_format_string"] = str(tmp_path / "homes" / "{username}")
     name = pwd.getpwuid(os.getuid()).pw_name  # the runner's own account: its home needs no chown
@@ -143,7 +131,7 @@ def make_spawner(tmp_path, monkeypatch):
         c.DockerSystemProfileSpawner.profiles_file = str(tmp_path / "absent.yaml")
         for key in ("resource_profiles", "image_profiles", "user_profiles"):
             setattr(c.DockerSystemProfileSpawner, key, data[key])
-        return DockerSystemProfileSpawner(user=FakeUser(name, auth_state), config=c)
+        return DockerSystemProfileSpawner(user=HubUser(name, auth_state), config=c)
 
     return make
 

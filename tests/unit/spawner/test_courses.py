@@ -5,8 +5,6 @@ import pwd
 import pytest
 from traitlets.config import Config
 
-from profilespawner import check
-from profilespawner import spawner as spawner_module
 from profilespawner.courses import LTI13_CONTEXT_CLAIM, course_id, course_images, narrow_to_course
 from profilespawner.errors import SpawnRequestError
 from profilespawner.form import render_form
@@ -14,7 +12,7 @@ from profilespawner.profiles import ProfilesError, effective_profile, parse_prof
 from profilespawner.request import build_request
 from profilespawner.spawner import DockerSystemProfileSpawner
 
-from .conftest import G, sample_data
+from .conftest import G, HubUser, sample_data
 from .test_form import parse
 
 
@@ -152,22 +150,10 @@ def test_form_escapes_the_course(cprofiles):
 
 # ---------------------------------------------------------------- the spawner shell
 
-class FakeUser:
-    def __init__(self, name, auth_state=None):
-        self.name = name
-        self._auth_state = auth_state
-        self.url = f"/user/{name}/"
-
-    async def get_auth_state(self):
-        return self._auth_state
 
 
 @pytest.fixture
-def course_spawner(tmp_path, monkeypatch):
-    monkeypatch.setattr(check, "LOADED", {})
-    monkeypatch.setattr(spawner_module, "LOADED", check.LOADED)
-    monkeypatch.setattr(check, "WARNED", set())
-    monkeypatch.setattr(spawner_module, "WARNED", check.WARNED)
+def course_spawner(tmp_path, fresh_caches):
     data = course_data()
 
     def make(auth_state=None):
@@ -175,7 +161,7 @@ def course_spawner(tmp_path, monkeypatch):
         c.DockerSystemProfileSpawner.profiles_file = str(tmp_path / "absent.yaml")
         for key in ("resource_profiles", "image_profiles", "user_profiles"):
             setattr(c.DockerSystemProfileSpawner, key, data[key])
-        return DockerSystemProfileSpawner(user=FakeUser(pwd.getpwuid(0).pw_name, auth_state), config=c)
+        return DockerSystemProfileSpawner(user=HubUser(pwd.getpwuid(0).pw_name, auth_state), config=c)
 
     return make
 

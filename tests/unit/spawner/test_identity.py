@@ -8,6 +8,8 @@ import yaml
 
 from profilespawner.profiles import effective_profile, parse_profiles
 
+from .conftest import HubUser
+
 
 def test_uid_is_derived_from_the_name_and_inside_the_range():
     first = identity.pick_uid("alice", 20000, 29999, set())
@@ -67,29 +69,15 @@ user_profiles:
 
 # ---------------------------------------------------------------- the spawner's glue (no useradd run)
 
-class HubGroup:
-    def __init__(self, name):
-        self.name = name
 
 
-class HubUser:
-    """What the spawner reads of a JupyterHub user: name, url, groups, auth_state."""
-    def __init__(self, name, groups=()):
-        self.name, self.url, self.groups = name, f"/user/{name}/", [HubGroup(g) for g in groups]
-
-    async def get_auth_state(self):
-        return None
 
 
 @pytest.fixture
-def spawner_for(monkeypatch, tmp_path):
+def spawner_for(tmp_path, fresh_caches):
     from traitlets.config import Config
 
-    from profilespawner import check
-    from profilespawner import spawner as spawner_module
     from profilespawner.spawner import DockerSystemProfileSpawner
-    monkeypatch.setattr(check, "LOADED", {})
-    monkeypatch.setattr(spawner_module, "LOADED", check.LOADED)
 
     def make(name, groups=(), **config):
         c = Config()
@@ -102,7 +90,7 @@ def spawner_for(monkeypatch, tmp_path):
             "@physics": {"allowed_resources": ["Big"]}}
         for key, value in config.items():
             setattr(c.DockerSystemProfileSpawner, key, value)
-        return DockerSystemProfileSpawner(user=HubUser(name, groups), config=c)
+        return DockerSystemProfileSpawner(user=HubUser(name, groups=groups), config=c)
 
     return make
 
