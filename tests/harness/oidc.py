@@ -87,3 +87,21 @@ class IdP:
 
     def discovery(self) -> dict:
         return requests.get(f"{self.issuer}/.well-known/openid-configuration", timeout=5).json()
+
+    def hub_config(self) -> str:
+        """jupyterhub_config.py lines: GenericOAuthenticator as this provider's client, with its
+        groups claim as the hub groups (manage_groups) and "jupyter" the group that may log in."""
+        conf = self.discovery()
+        return f"""\
+c.GenericOAuthenticator.client_id = {self.client_id!r}
+c.GenericOAuthenticator.client_secret = {self.client_secret!r}
+c.GenericOAuthenticator.oauth_callback_url = {self.redirect_uri!r}
+c.GenericOAuthenticator.authorize_url = {conf["authorization_endpoint"]!r}
+c.GenericOAuthenticator.token_url = {conf["token_endpoint"]!r}
+c.GenericOAuthenticator.userdata_url = {conf["userinfo_endpoint"]!r}
+c.GenericOAuthenticator.scope = ["openid", "profile", "email", "groups"]
+c.GenericOAuthenticator.username_claim = "preferred_username"
+c.GenericOAuthenticator.manage_groups = True
+c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
+c.GenericOAuthenticator.allowed_groups = {{"jupyter"}}
+"""

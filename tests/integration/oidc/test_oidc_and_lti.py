@@ -13,10 +13,10 @@ import subprocess
 
 import pytest
 import requests
-from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
 
 from tests.harness.browser import chromium
 from tests.harness.hub import free_port
+from tests.harness.lti import LMS, launch
 from tests.harness.oidc import IdP
 from tests.harness.profiles import sample_profiles
 from selenium.webdriver.common.by import By
@@ -32,6 +32,7 @@ UID_MIN, UID_MAX = 47200, 47299  # far from this machine's other accounts: a uid
 ANN = "jbm-multi-ann"
 USERS = {ANN: {"password": "ann-Secret-pw", "groups": ["jupyter"]}}
 KEY, SECRET = "jbm-multi-consumer", secrets.token_hex(16)
+MOODLE = LMS(KEY, SECRET, link_prefix="jbm-multi-link")
 COURSE, COURSE_IMAGE = "jbm-multi-course-a", "jbm-multi/course-a:latest"
 
 
@@ -59,7 +60,6 @@ def multi_hub(tmp_path, hub_factory, singleuser_image, course_image, monkeypatch
     profiles = sample_profiles(singleuser_image)
     profiles["image_profiles"]["CourseA"] = {"image": course_image, "description": "course A", "courses": [COURSE]}
     profiles["user_profiles"]["default"]["allowed_images"] = ["SingleUser", "CourseA"]
-    conf = idp.discovery()
     hub = hub_factory(profiles=profiles, port=port, extra_config=SCOPE + f"""
 c.JupyterHub.authenticator_class = "profilespawner.logins.CombinedAuthenticator"
 c.CombinedAuthenticator.login_class = "oauthenticator.generic.GenericOAuthenticator"
@@ -67,18 +67,7 @@ c.CombinedAuthenticator.launch_classes = ["ltiauthenticator.lti11.auth.LTI11Auth
 c.Authenticator.enable_auth_state = True
 # refresh every login before each spawn: the provider's logins at the provider, launches not
 c.CombinedAuthenticator.refresh_pre_spawn = True
-c.GenericOAuthenticator.client_id = {idp.client_id!r}
-c.GenericOAuthenticator.client_secret = {idp.client_secret!r}
-c.GenericOAuthenticator.oauth_callback_url = {idp.redirect_uri!r}
-c.GenericOAuthenticator.authorize_url = {conf["authorization_endpoint"]!r}
-c.GenericOAuthenticator.token_url = {conf["token_endpoint"]!r}
-c.GenericOAuthenticator.userdata_url = {conf["userinfo_endpoint"]!r}
-c.GenericOAuthenticator.scope = ["openid", "profile", "email", "groups"]
-c.GenericOAuthenticator.username_claim = "preferred_username"
-c.GenericOAuthenticator.manage_groups = True
-c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
-c.GenericOAuthenticator.allow_all = False
-c.GenericOAuthenticator.allowed_groups = {{"jupyter"}}
+{idp.hub_config()}c.GenericOAuthenticator.allow_all = False
 c.LTI11Authenticator.consumers = {{{KEY!r}: {SECRET!r}}}
 c.LTI11Authenticator.username_key = "lis_person_sourcedid"
 c.DockerSystemProfileSpawner.create_system_users = True
@@ -95,26 +84,6 @@ def browser():
     driver = chromium()
     yield driver
     driver.quit()
-
-
-def signed_launch(hub, person, course, secret=SECRET):
-    params = {
-        "lti_message_type": "basic-lti-launch-request", "lti_version": "LTI-1p0",
-        "resource_link_id": f"jbm-multi-link-{course}", "user_id": "4711", "roles": "Learner",
-        "context_id": course, "context_title": f"Course {course}",
-        "lis_person_sourcedid": person, "launch_presentation_return_url": "http://127.0.0.1/",
-    }
-    client = Client(KEY, client_secret=secret, signature_type=SIGNATURE_TYPE_BODY)
-    _, _, body = client.sign(f"{hub.url}/hub/lti/launch", http_method="POST", body=params,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
-    return body
-
-
-def launch(hub, body):
-    session = requests.Session()
-    reply = session.post(f"{hub.url}/hub/lti/launch", data=body, allow_redirects=False, timeout=30,
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
-    return session, reply
 
 
 def idp_login(driver, hub, idp, timeout=60):
@@ -149,7 +118,7 @@ def test_oidc_login_and_lti_launch_are_one_user_and_one_account(multi_hub, brows
     assert wait_no_server(hub, ANN)
 
     # 2. the same person from the LMS (login name as the LMS spells it: normalised the same)
-    session, reply = launch(hub, signed_launch(hub, "JBM-Multi-Ann", COURSE))
+    session, reply = launch(hub.url, MOODLE.signed_launch(hub.url, COURSE, "4711", person="JBM-Multi-Ann"))
     assert reply.status_code == 302, f"{reply.status_code} {reply.text[:500]}\n{hub.log()}"
     assert hub_users(hub) == [ANN]  # no second hub user
     model = hub.api("GET", f"/users/{ANN}").json()
@@ -170,13 +139,13 @@ def test_oidc_login_and_lti_launch_are_one_user_and_one_account(multi_hub, brows
 
 def test_bad_launches_are_refused(multi_hub):
     hub, _ = multi_hub
-    tampered = signed_launch(hub, ANN, COURSE).replace(COURSE, "jbm-multi-course-b")
-    _, reply = launch(hub, tampered)
+    tampered = MOODLE.signed_launch(hub.url, COURSE, "4711", person=ANN).replace(COURSE, "jbm-multi-course-b")
+    _, reply = launch(hub.url, tampered)
     assert reply.status_code == 401 and "oauth_signature" in reply.text, reply.text[:500]
-    _, reply = launch(hub, signed_launch(hub, ANN, COURSE, secret="not-the-secret"))
+    _, reply = launch(hub.url, MOODLE.signed_launch(hub.url, COURSE, "4711", person=ANN, secret="not-the-secret"))
     assert reply.status_code == 401, reply.text[:500]
     # a good signature, but a login name no host account can have: 400 naming it
-    _, reply = launch(hub, signed_launch(hub, "Ann Smith", COURSE))
+    _, reply = launch(hub.url, MOODLE.signed_launch(hub.url, COURSE, "4711", person="Ann Smith"))
     assert reply.status_code == 400, f"{reply.status_code} {reply.text[:800]}"
     assert "LTI11Authenticator: user name" in reply.text and "ann smith" in reply.text, reply.text[:2000]
     assert "allowed: 1-32 characters" in reply.text, reply.text[:2000]

@@ -53,22 +53,10 @@ def oidc_hub(tmp_path, hub_factory, singleuser_image, accounts):
         idps.append(idp)
         profiles = sample_profiles(singleuser_image)
         profiles["user_profiles"]["@physics"] = {"allowed_resources": ["Small"]}
-        conf = idp.discovery()
         hub = hub_factory(profiles=profiles, port=port, extra_config=SCOPE + f"""
 c.JupyterHub.authenticator_class = "generic-oauth"
 c.Authenticator.allow_all = False
-c.GenericOAuthenticator.client_id = {idp.client_id!r}
-c.GenericOAuthenticator.client_secret = {idp.client_secret!r}
-c.GenericOAuthenticator.oauth_callback_url = {idp.redirect_uri!r}
-c.GenericOAuthenticator.authorize_url = {conf["authorization_endpoint"]!r}
-c.GenericOAuthenticator.token_url = {conf["token_endpoint"]!r}
-c.GenericOAuthenticator.userdata_url = {conf["userinfo_endpoint"]!r}
-c.GenericOAuthenticator.scope = ["openid", "profile", "email", "groups"]
-c.GenericOAuthenticator.username_claim = "preferred_username"
-c.GenericOAuthenticator.manage_groups = True
-c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
-c.GenericOAuthenticator.allowed_groups = {{"jupyter"}}
-c.DockerSystemProfileSpawner.create_system_users = True
+{idp.hub_config()}c.DockerSystemProfileSpawner.create_system_users = True
 c.DockerSystemProfileSpawner.account_uid_min = {UID_MIN}
 c.DockerSystemProfileSpawner.account_uid_max = {UID_MAX}
 c.JupyterHub.shutdown_on_logout = {shutdown_on_logout!r}

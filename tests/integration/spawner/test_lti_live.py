@@ -12,10 +12,9 @@ import subprocess
 import time
 
 import pytest
-import requests
-from oauthlib.oauth1 import SIGNATURE_TYPE_BODY, Client
 
 from profilespawner import labels
+from tests.harness.lti import LMS, launch
 from tests.harness.profiles import sample_profiles
 
 from .support import inspect, start_hub
@@ -23,6 +22,7 @@ from .support import inspect, start_hub
 pytestmark = pytest.mark.integration
 
 KEY, SECRET = "jbm-lti-consumer", secrets.token_hex(16)
+MOODLE = LMS(KEY, SECRET)
 COURSES = {"jbm-lti-course-a": "jbm-lti/course-a:latest", "jbm-lti-course-b": "jbm-lti/course-b:latest"}
 LTI_CONFIG = f"""
 c.JupyterHub.authenticator_class = "ltiauthenticator.lti11.auth.LTI11Authenticator"
@@ -60,27 +60,6 @@ def lti_hub(hub_factory, singleuser_image, course_images, monkeypatch):
     return start_hub(hub_factory, course_profiles(singleuser_image), LTI_CONFIG)
 
 
-def signed_launch(hub, user_id, course, secret=SECRET):
-    """The form body an LMS posts to the hub: LTI 1.1 launch parameters signed with OAuth 1.0a."""
-    params = {
-        "lti_message_type": "basic-lti-launch-request", "lti_version": "LTI-1p0",
-        "resource_link_id": f"jbm-lti-link-{course}", "user_id": user_id, "roles": "Learner",
-        "context_id": course, "context_title": f"Course {course}",
-        "lis_person_sourcedid": user_id, "launch_presentation_return_url": "http://127.0.0.1/",
-    }
-    client = Client(KEY, client_secret=secret, signature_type=SIGNATURE_TYPE_BODY)
-    _, _, body = client.sign(f"{hub.url}/hub/lti/launch", http_method="POST", body=params,
-                             headers={"Content-Type": "application/x-www-form-urlencoded"})
-    return body
-
-
-def launch(hub, body, session=None):
-    session = session or requests.Session()
-    reply = session.post(f"{hub.url}/hub/lti/launch", data=body, allow_redirects=False, timeout=30,
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
-    return session, reply
-
-
 def spawn_form(hub, session):
     reply = session.get(f"{hub.url}/hub/spawn", timeout=30)
     assert reply.status_code == 200, f"{reply.status_code} {reply.text[:500]}\n{hub.log()}"
@@ -112,7 +91,7 @@ def test_launches_from_two_courses_spawn_the_two_course_images(lti_hub, system_u
     started = {}
     for user, course in (("jbm-lti-a", "jbm-lti-course-a"), ("jbm-lti-b", "jbm-lti-course-b")):
         system_users(user)  # the LTI user id maps to a local account (made by hand here)
-        session, reply = launch(hub, signed_launch(hub, user, course))
+        session, reply = launch(hub.url, MOODLE.signed_launch(hub.url, course, user))
         assert reply.status_code == 302, f"{reply.status_code} {reply.text[:500]}\n{hub.log()}"
         # the launch is kept in auth_state, with its course
         state = hub.api("GET", f"/users/{user}").json().get("auth_state") or {}
@@ -134,18 +113,18 @@ def test_a_forged_image_and_bad_launches_are_refused(lti_hub, system_users):
     system_users(user)
 
     # a bad signature (a parameter changed after signing, or another secret): 401, no user
-    tampered = signed_launch(hub, user, course).replace("jbm-lti-course-a", "jbm-lti-course-b")
-    _, reply = launch(hub, tampered)
+    tampered = MOODLE.signed_launch(hub.url, course, user).replace("jbm-lti-course-a", "jbm-lti-course-b")
+    _, reply = launch(hub.url, tampered)
     assert reply.status_code == 401 and "oauth_signature" in reply.text, reply.text[:500]
-    _, reply = launch(hub, signed_launch(hub, user, course, secret="not-the-secret"))
+    _, reply = launch(hub.url, MOODLE.signed_launch(hub.url, course, user, secret="not-the-secret"))
     assert reply.status_code == 401, reply.text[:500]
     assert hub.api("GET", f"/users/{user}").status_code == 404
 
     # a good launch, then the very same signed body again: the nonce was used
-    body = signed_launch(hub, user, course)
-    session, reply = launch(hub, body)
+    body = MOODLE.signed_launch(hub.url, course, user)
+    session, reply = launch(hub.url, body)
     assert reply.status_code == 302, f"{reply.status_code} {reply.text[:500]}\n{hub.log()}"
-    _, replay = launch(hub, body)
+    _, replay = launch(hub.url, body)
     assert replay.status_code == 401 and "nonce" in replay.text.lower(), replay.text[:500]
 
     # a forged form choosing another course's image: 400 naming the field and what is allowed
@@ -161,7 +140,7 @@ def test_a_forged_image_and_bad_launches_are_refused(lti_hub, system_users):
     assert container_of(user) is None
 
     # a launch from a course without an image: the profile's normal choice, the default first
-    session, reply = launch(hub, signed_launch(hub, user, "jbm-lti-no-such-course"))
+    session, reply = launch(hub.url, MOODLE.signed_launch(hub.url, "jbm-lti-no-such-course", user))
     assert reply.status_code == 302
     form, _ = spawn_form(hub, session)
     assert re.findall(r'<option value="([^"]+)"', form)[-3:] == ["SingleUser", "CourseA", "CourseB"]
