@@ -15,7 +15,6 @@ export JBM_CHP := $(CHP_PREFIX)/node_modules/.bin/configurable-http-proxy
 OIDC_PROVIDER_VERSION ?= 9.13.3
 OIDC_PROVIDER_PREFIX := $(CACHE)/oidc-provider-$(OIDC_PROVIDER_VERSION)
 export JBM_OIDC_PROVIDER := $(OIDC_PROVIDER_PREFIX)/node_modules/oidc-provider/lib/index.js
-# --- end OIDC ---
 APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chromium \
 	chromium-driver gcc make python3-venv ca-certificates \
 	openssh-client openssl iproute2 tar gzip qemu-system-x86 qemu-utils e2fsprogs

@@ -182,7 +182,6 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
     account_home_format = Unicode(
         "/home/{username}", config=True,
         help="Home directory of an account made by create_system_users ({username} is replaced).")
-    # --- end accounts ---
     remove = Bool(
         True,
         config=True,
@@ -307,7 +306,6 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             return [g.name for g in self.user.groups]
         except AttributeError:  # a spawner made by hand, without a hub user
             return []
-    # --- end accounts ---
 
     def _unix_groups(self, account):
         names = []
@@ -338,7 +336,6 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
         the course of the user's latest launch, then run any configured auth_state_hook."""
         self._course = course_id(auth_state)
         await super().run_auth_state_hook(auth_state)
-    # ---- end LTI
 
     def _guarantee_capacity(self, host):
         cpus = self.guarantee_cpu_capacity or host.cpus
