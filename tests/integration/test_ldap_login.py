@@ -11,7 +11,6 @@ import asyncio
 import importlib
 import json
 import subprocess
-import sys
 
 import pytest
 import requests
@@ -24,7 +23,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from profilespawner import labels
 from tests.harness.browser import chromium, hub_login
 from tests.harness.hub import Hub
-from tests.harness.playbooks import REPO, run_playbook
+from tests.harness.jupyterhub_role import converge, rendered
 from tests.harness.ldap import GROUPS_SEED, PEOPLE, USERS, Directory
 from tests.harness.profiles import sample_profiles
 from tests.harness.users import remove_user
@@ -189,39 +188,17 @@ def test_allowed_groups_admit_the_groups_members_only(tmp_path, directory, singl
         hub.stop()
 
 
-RENDER = """
-- hosts: localhost
-  gather_facts: false
-  vars_files:
-    - {repo}/roles/jupyterhub/defaults/main.yml
-    - {repo}/roles/jupyterhub/vars/main.yml
-  tasks:
-    - ansible.builtin.template:
-        src: {repo}/roles/jupyterhub/templates/jupyterhub_config.py.j2
-        dest: "{{{{ jupyterhub_config_dir }}}}/jupyterhub_config.py"
-        mode: "0644"
-"""
-
-
-def test_the_roles_rendered_config_logs_in_against_the_directory(tmp_path, directory, singleuser_image):
-    """The jupyterhub role's own template with jupyterhub_authenticator: ldap, loaded as the hub
-    loads it: its authenticator, built from that config, binds to the real slapd."""
-    (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(sample_profiles(singleuser_image)))
-    (tmp_path / "play.yml").write_text(RENDER.format(repo=REPO))
-    (tmp_path / "inventory.ini").write_text(
-        f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
-    site = {"jupyterhub_config_dir": str(tmp_path), "jupyterhub_authenticator": "ldap",
-            "jupyterhub_allow_all": False, "jupyterhub_allowed_groups": [GPU_GROUP.dn],
-            "jupyterhub_prometheus_service_enabled": False, "jupyterhub_panel_enabled": False,
-            "docker_users_network_gateway": "10.0.0.1", "docker_users_network": "jbm-ldap-none",
-            "docker_users_slice_cpu_quota": "100%", "docker_users_slice_memory_max": "1G",
-            "jupyterhub_ldap_settings": {"server_address": "127.0.0.1", "server_port": directory.port,
-                                         "tls_strategy": "insecure",
-                                         "bind_dn_template": [f"uid={{username}},{PEOPLE}"]}}
-    run = run_playbook(tmp_path, tmp_path / "inventory.ini", site, tmp_path / "play.yml", timeout=120)
-    assert run.returncode == 0, run.output[-3000:]
-    from traitlets.config import PyFileConfigLoader
-    config = PyFileConfigLoader("jupyterhub_config.py", str(tmp_path)).load_config()
+def test_the_roles_rendered_config_logs_in_against_the_directory(tmp_path, directory, singleuser_image, monkeypatch):
+    """The jupyterhub role's preflight and template with jupyterhub_authenticator: ldap
+    (tests/harness/jupyterhub_role.py), loaded as the hub loads it: its authenticator, built
+    from that config, binds to the real slapd."""
+    run = converge(tmp_path, jupyterhub_authenticator="ldap", jupyterhub_allow_all=False,
+                   jupyterhub_allowed_groups=[GPU_GROUP.dn], jupyterhub_profiles=sample_profiles(singleuser_image),
+                   jupyterhub_ldap_settings={"server_address": "127.0.0.1", "server_port": directory.port,
+                                             "tls_strategy": "insecure",
+                                             "bind_dn_template": [f"uid={{username}},{PEOPLE}"]})
+    assert run.returncode == 0, run.stdout[-3000:]
+    config = rendered(tmp_path, monkeypatch)
     module, name = config.JupyterHub.authenticator_class.rsplit(".", 1)
     authenticator = getattr(importlib.import_module(module), name)(config=config)
     assert authenticator.allowed_groups == [GPU_GROUP.dn]

@@ -11,7 +11,7 @@ import yaml
 
 from tests.harness.playbooks import ansible_bin
 
-from .jupyterhub_role import converge, rendered
+from tests.harness.jupyterhub_role import converge, rendered
 
 ROLE = Path(__file__).resolve().parents[3] / "roles" / "jupyterhub"
 

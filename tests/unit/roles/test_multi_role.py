@@ -6,7 +6,7 @@ import pytest
 
 from profilespawner.logins import CombinedAuthenticator
 
-from .jupyterhub_role import converge, failure, rendered
+from tests.harness.jupyterhub_role import converge, failure, rendered
 from .test_oauth_role import GOOD as OAUTH
 
 LTI11 = {"consumers": {"moodle": "s3cret"}, "username_key": "ext_user_username", "allow_all": True}

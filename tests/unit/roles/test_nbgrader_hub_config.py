@@ -8,7 +8,7 @@ from pathlib import Path
 
 from profilespawner import nbgrader
 
-from .jupyterhub_role import converge, rendered
+from tests.harness.jupyterhub_role import converge, rendered
 
 REPO = Path(__file__).resolve().parents[3]
 TEMPLATE = REPO / "roles" / "jupyterhub" / "templates" / "jupyterhub_config.py.j2"

@@ -5,7 +5,7 @@ jupyterhub_config.py that configures GenericOAuthenticator, accounts at first lo
 shutdown_on_logout."""
 import pytest
 
-from .jupyterhub_role import converge, failure, rendered
+from tests.harness.jupyterhub_role import converge, failure, rendered
 
 GOOD = {"client_id": "hub", "client_secret": "s3cret", "oauth_callback_url": "https://hub.example.org/hub/oauth_callback",
         "authorize_url": "https://sso.example.org/auth", "token_url": "https://sso.example.org/token",

@@ -1,6 +1,6 @@
 """The jupyterhub role's preflight and config template, run for real by ansible-playbook on
 localhost (nothing on the machine changes: the config lands in a temporary directory), for the
-role's unit tests (test_oauth_role.py, test_lti_role.py)."""
+tests of the authenticators' settings (tests/unit/roles, tests/integration/test_ldap_login.py)."""
 import json
 import os
 import subprocess
@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from traitlets.config import Config
 
-from tests.harness.playbooks import ansible_bin
+from .playbooks import ansible_bin
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 PLAY = """
 - hosts: localhost
   connection: local
