@@ -123,10 +123,12 @@ def login(base: str, verify: bool | str = True, user: str = USER,
 
 
 def xsrf(session: requests.Session) -> str:
-    """The hub's _xsrf cookie (there may be one per path)."""
-    values = [c.value for c in session.cookies if c.name == "_xsrf"]
-    assert values, "the hub set no _xsrf cookie"
-    return values[-1]
+    """The hub's _xsrf cookie (path /hub/): a user's server sets one of its own at /user/<name>/,
+    which the hub's forms and API refuse."""
+    cookies = [c for c in session.cookies if c.name == "_xsrf"]
+    assert cookies, "the hub set no _xsrf cookie"
+    hub = [c.value for c in cookies if c.path == "/hub/"]
+    return (hub or [cookies[-1].value])[-1]
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 2.0):
