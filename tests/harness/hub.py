@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import requests
 
 from .cgroups import ensure_users_parent
+from .processes import stop_group, wait_until_ready
 from .users_network import HARNESS_NETWORK, UsersNetwork, ensure_users_network
 
 CHP_CANDIDATES = (
@@ -125,26 +125,12 @@ c.Spawner.http_timeout = 120
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=self.workdir,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if requests.get(f"{self.url}/hub/api", timeout=2).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"jupyterhub did not answer within {timeout:.0f}s:\n{self.log()}")
+        wait_until_ready(self.process, lambda: requests.get(f"{self.url}/hub/api", timeout=2).ok, timeout,
+                         "jupyterhub", self.log, interval=0.3)
+        return self
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, timeout)
         self.process = None
 
     def restart(self) -> None:

@@ -7,14 +7,13 @@ It listens on loopback (the integration tier) and optionally on more addresses o
 installs slapd and ldap-utils.
 """
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hub import free_port
+from .processes import stop_group, wait_until_ready
 
 SUFFIX = "dc=jbm,dc=test"
 PEOPLE = f"ou=people,{SUFFIX}"
@@ -109,17 +108,13 @@ class Directory:
         log = open(self.workdir / "slapd.log", "ab")
         # -d 0: stay in the foreground (the test owns the process), log to stderr
         self.process = subprocess.Popen([SLAPD, "-d", "0", "-h", urls, "-f", str(conf)],
-                                        stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"slapd exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"slapd did not listen within {timeout:.0f}s:\n{self.log()}")
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def listening():
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        wait_until_ready(self.process, listening, timeout, "slapd", self.log, interval=0.1)
+        return self
 
     def seed(self, ldif: str | None = None) -> None:
         subprocess.run(["ldapadd", "-x", "-H", self.url, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD],
@@ -127,13 +122,7 @@ class Directory:
                        capture_output=True, check=True)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_group(self.process, timeout)
         self.process = None
 
     def log(self) -> str:

@@ -7,15 +7,14 @@ groups; its login form checks the password.
 import json
 import os
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from .hub import free_port
+from .processes import stop_group, wait_until_ready
 
 OIDC_PROVIDER_CANDIDATES = (
     os.environ.get("JBM_OIDC_PROVIDER", ""),
@@ -60,26 +59,12 @@ class IdP:
         self.process = subprocess.Popen(
             [node, str(SCRIPT), str(config)], env={**os.environ, "JBM_OIDC_PROVIDER": provider_module()},
             stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"oidc-provider exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if requests.get(f"{self.issuer}/.well-known/openid-configuration", timeout=2).ok:
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"oidc-provider did not answer within {timeout:.0f}s:\n{self.log()}")
+        wait_until_ready(self.process, lambda: requests.get(f"{self.issuer}/.well-known/openid-configuration",
+                                                            timeout=2).ok, timeout, "oidc-provider", self.log)
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_group(self.process, 10)
         self.process = None
 
     def log(self) -> str:
