@@ -282,7 +282,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             taken = {p.pw_uid for p in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
             home = self.account_home_format.format(username=name)
             try:
-                identity.useradd_argv(name, 0, home)  # the name first: a bad one is the login's (400)
+                identity.check_account_name(name)  # the name first: a bad one is the login's (400)
             except identity.AccountError as e:
                 raise web.HTTPError(400, str(e)) from None
             try:
@@ -328,12 +328,10 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                                 self._course)
 
     # ---- LTI: the course of the launch (auth_state) narrows the images; see profilespawner.courses
-    async def _read_course(self):
-        self._course = course_id(await self.user.get_auth_state())
-
     async def run_auth_state_hook(self, auth_state):
-        """The hub runs this before every spawn (before apply_user_options and start()): record
-        the course of the user's latest launch, then run any configured auth_state_hook."""
+        """The hub runs this before the spawn page's form and before every spawn (before
+        apply_user_options and start()): record the course of the user's latest launch, then run
+        any configured auth_state_hook."""
         self._course = course_id(auth_state)
         await super().run_auth_state_hook(auth_state)
 
@@ -353,7 +351,6 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
     # ---------------------------------------------------------------- form
 
     async def _render_options_form(self, spawner=None):
-        await self._read_course()  # LTI
         user = self._effective_profile()
         host = detect_host()
         running = await self._running_servers()

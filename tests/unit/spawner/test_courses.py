@@ -184,9 +184,13 @@ async def test_spawner_form_follows_the_course_of_the_auth_state(course_spawner,
     async def no_containers(self):
         return ()
     monkeypatch.setattr(DockerSystemProfileSpawner, "_running_servers", no_containers)
-    html = await course_spawner({"context_id": "phys-101"})._render_options_form()
+    async def form(auth_state):
+        spawner = course_spawner(auth_state)
+        await spawner.run_auth_state_hook(auth_state)  # the hub's spawn page does this before the form
+        return await spawner._render_options_form()
+    html = await form({"context_id": "phys-101"})
     assert 'name="image_profile"' not in html and "Physics" in html
-    html = await course_spawner(None)._render_options_form()
+    html = await form(None)
     assert 'name="image_profile"' in html
 
 
