@@ -7,7 +7,7 @@ cores against its guarantee, and what the best-effort servers got together, for
 - classes: this product (QoS classes: weights by guarantee, best effort in one low-weight parent);
 - flat: the previous release (weights by guarantee, best effort at Docker's default weight, one parent);
 - dockerspawner: no weights at all (dockerspawner ignores cpu_guarantee).
-Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--vm]` (--vm: instead, the same on
+Run: `python tests/benchmarks/bench_guarantees.py [--window S] [--n N] [--vm]` (--vm: instead, the same on
 cgroup v2 in the Debian 12 VM of tests/harness/vm.py, with the docker role's slices and 2x the window;
 only the VM, so that this machine's busy containers do not starve the qemu next to them). No timed
 assertions. Every container it starts (jbm-bench-*) is removed, also those a killed run left.
@@ -66,11 +66,11 @@ def run(engine, shell, parent, n, mode, window):
     return got["jbm-bench-g"], sum(v for k, v in got.items() if k != "jbm-bench-g")
 
 
-def bench(engine, shell, parent, window, where):
+def bench(engine, shell, parent, window, where, counts=(1, 3, 7)):
     print(f"\n{where}: one server guaranteed {GUARANTEE:g} core (limit {LIMIT:g}) beside N best-effort "
           f"servers (limit {LIMIT:g}), all busy; {window:g} s windows")
     print(f"{'N':>3} | {'mode':<13} | {'guaranteed got':>14} | {'of guarantee':>12} | {'best effort got':>15}")
-    for n in (1, 3, 7):
+    for n in counts:
         results = {mode: run(engine, shell, parent, n, mode, window) for mode in MODES}
         for mode, (g, be) in results.items():
             print(f"{n:>3} | {mode:<13} | {g:>11.2f} cores | {g / GUARANTEE:>11.2f}x | {be:>10.2f} cores")
@@ -90,20 +90,24 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("bench_guarantees: terminated"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=5.0)
+    parser.add_argument("--n", type=int, action="append", choices=(1, 3, 7), dest="counts",
+                        help="only this N (repeatable; default: 1, 3 and 7)")
     parser.add_argument("--vm", action="store_true",
                         help="run on cgroup v2 in the Debian 12 VM instead of this machine")
     args = parser.parse_args()
+    counts = tuple(args.counts or (1, 3, 7))
     ensure_dockerd()
     ensure_base_image()
     if args.vm:
         with converged_vm() as (engine, shell):
             bench(engine, shell, "jupyterhub-users.slice", args.window * 2,
-                  "Debian 12 VM (cgroup v2, systemd driver, the docker role's slices, users' slice 1 core)")
+                  "Debian 12 VM (cgroup v2, systemd driver, the docker role's slices, users' slice 1 core)",
+                  counts)
         return
     remove_bench_containers(docker.from_env())  # left by a run that was killed
     try:
         bench(docker.from_env(), contention.local_shell, ensure_users_parent("jbm-bench"), args.window,
-              "this machine (cgroupfs driver, harness users' parent)")
+              "this machine (cgroupfs driver, harness users' parent)", counts)
     finally:
         remove_bench_containers(docker.from_env())
 
