@@ -1,5 +1,10 @@
 """Why a spawn is refused: each error names the field and carries the HTTP status the hub answers
-with (400 for a bad option, 409 when the machine cannot give what was asked right now)."""
+with (400 for a bad option, 409 when the machine cannot give what was asked right now, 424 when
+something the hub depends on failed: the Docker engine, the login directory, the homes' filesystem).
+The hub never answers 500 for any of these."""
+
+# 424 Failed Dependency: the request was fine, a part the hub relies on did not answer or refused
+FAILED_DEPENDENCY = 424
 
 
 class SpawnRefused(Exception):
@@ -26,3 +31,21 @@ class GpuAllocationError(SpawnRefused):
 
     def __init__(self, message):
         super().__init__("gpus", message)
+
+
+def engine_unreachable_message(address: str, error: Exception) -> str:
+    """What a user (and the log) is told when the Docker engine does not answer."""
+    return (f"The Docker engine at {address} does not answer ({type(error).__name__}: {error}), so no "
+            "server can be started or stopped right now; nothing was created. An administrator must "
+            "start it (systemctl start docker).")
+
+
+def engine_refused_message(explanation: str, gpu_ids: tuple = ()) -> str:
+    """What a user is told when the Docker engine refuses to create or start their server."""
+    if gpu_ids and "device driver" in explanation:
+        return (f"GPU {', '.join(map(str, gpu_ids))} was chosen for this server, but the Docker engine cannot "
+                f"attach GPUs ({explanation}): this host has no NVIDIA container runtime. An administrator "
+                "must install the NVIDIA container toolkit, or take the GPUs out of gpu_devices; no server "
+                "was left running.")
+    return (f"The Docker engine refused to start this server ({explanation}); no server was left running. "
+            "Tell an administrator.")

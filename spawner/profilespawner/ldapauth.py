@@ -1,5 +1,5 @@
 """LDAP logins (jupyterhub_authenticator: ldap): jupyterhub-ldapauthenticator's LDAPAuthenticator,
-except that an unreachable directory is a clear 503 on the login page instead of a 500.
+except that an unreachable directory is a clear 424 on the login page instead of a 500.
 
 Its settings stay in LDAPAuthenticator's config section (a subclass reads its parent's), so
 `c.LDAPAuthenticator.server_address = ...` configures this class. Groups for `@group` profiles
@@ -12,6 +12,8 @@ from ldap3.core.exceptions import LDAPCommunicationError
 from ldapauthenticator import LDAPAuthenticator
 from tornado import web
 from traitlets import List, Unicode
+
+from .errors import FAILED_DEPENDENCY
 
 
 class GroupDNs(List):
@@ -30,7 +32,7 @@ def unreachable_message(address: str, port: int | None) -> str:
 
 
 class DirectoryLDAPAuthenticator(LDAPAuthenticator):
-    """LDAPAuthenticator with a 503 and a plain message when the directory is down."""
+    """LDAPAuthenticator with a 424 and a plain message when the directory is down."""
 
     allowed_groups = GroupDNs(
         Unicode(), config=True, allow_none=True, default_value=None,
@@ -42,4 +44,4 @@ class DirectoryLDAPAuthenticator(LDAPAuthenticator):
         except LDAPCommunicationError as error:
             self.log.error("LDAP server %s:%s unreachable for the login of %r: %s",
                            self.server_address, self.server_port, data.get("username"), error)
-            raise web.HTTPError(503, unreachable_message(self.server_address, self.server_port)) from None
+            raise web.HTTPError(FAILED_DEPENDENCY, unreachable_message(self.server_address, self.server_port)) from None

@@ -15,6 +15,9 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import docker
+import requests
+from docker.utils import kwargs_from_env
 from dockerspawner import SystemUserSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -26,7 +29,7 @@ from .capacity import detect_host
 from .check import LOADED, WARNED, oversize_warnings, profiles_from, profiles_key
 from .contract import ConfigRefused, auth_state_ids_problem, merge_host_config, owned_setting_warnings
 from .courses import course_id, narrow_to_course  # LTI: the launch's course chooses the image
-from .errors import SpawnRefused
+from .errors import FAILED_DEPENDENCY, SpawnRefused, engine_refused_message, engine_unreachable_message
 from .form import options_from_form, render_form
 from .gpus import free_gpus
 from .profiles import effective_profile
@@ -256,6 +259,20 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                 WARNED.add(warning)
                 self.log.warning("profilespawner: %s", warning)
 
+    def _docker(self, method, *args, **kwargs):
+        """dockerspawner's Docker call (in the executor), except that an engine that does not answer
+        is a 424 naming it, never a 500; the engine's own answers (docker.errors.APIError) pass."""
+        try:
+            return super()._docker(method, *args, **kwargs)
+        except docker.errors.APIError:
+            raise
+        except (docker.errors.DockerException, requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout) as e:
+            address = {**kwargs_from_env(), **self.client_kwargs}.get("base_url") or "unix:///var/run/docker.sock"
+            self.log.error("Docker engine %s unreachable (%s %s for %s): %s", address, method, args[:1],
+                           self.user.name, e)
+            raise web.HTTPError(FAILED_DEPENDENCY, engine_unreachable_message(address, e)) from None
+
     # ---------------------------------------------------------------- inputs
 
     def _account(self):
@@ -272,7 +289,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
 
     # --- accounts at first login and hub groups (profilespawner.identity decides) ---
     def _create_account(self):
-        """Make the missing host account (create_system_users); 400/500 naming the problem."""
+        """Make the missing host account (create_system_users); 400/409/424 naming the problem."""
         name = self.user.name
         with _ACCOUNT_LOCK:  # two first logins at once must not pick the same uid
             try:
@@ -287,12 +304,12 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
                 raise web.HTTPError(400, str(e)) from None
             try:
                 uid = identity.pick_uid(name, self.account_uid_min, self.account_uid_max, taken)
-            except identity.AccountError as e:
-                raise web.HTTPError(500, str(e)) from None
+            except identity.AccountError as e:  # the uid range is full: the site must widen it
+                raise web.HTTPError(409, str(e)) from None
             argv = identity.useradd_argv(name, uid, home)
             done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
             if done.returncode != 0:
-                raise web.HTTPError(500, f"Cannot create the host account of {name!r} (uid {uid}): "
+                raise web.HTTPError(FAILED_DEPENDENCY, f"Cannot create the host account of {name!r} (uid {uid}): "
                                          f"{done.stderr.strip()} (create_system_users needs a hub that may "
                                          "write /etc: the jupyterhub role's unit drop-in)")
             account = pwd.getpwnam(name)
@@ -374,14 +391,14 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             os.chown(path, account.pw_uid, account.pw_gid)
             os.chmod(path, self.home_mode)
         except OSError as e:
-            raise web.HTTPError(500, f"Cannot create the home directory {path} of {self.user.name!r}: {e} "
+            raise web.HTTPError(FAILED_DEPENDENCY, f"Cannot create the home directory {path} of {self.user.name!r}: {e} "
                                      "(the hub must run as root to create homes)") from None
         self.log.info("Created home %s for %s (mode %o)", path, self.user.name, self.home_mode)
 
     async def _apply_disk_quota(self, account, profile, home):
         """The resource profile's disk_quota as the user's limit on the home's filesystem, set at
         every start (so a changed profile takes effect). Without disk_quota the user's limit is
-        left as it is. A filesystem without user quotas refuses the spawn (HTTP 500 naming the
+        left as it is. A filesystem without user quotas refuses the spawn (HTTP 424 naming the
         profile, the home and what to do): never a silently unlimited home."""
         if profile.disk_quota is None:
             return
@@ -389,7 +406,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             filesystem = await asyncio.to_thread(quota.apply_quota, account.pw_uid, profile.disk_quota, home)
         except quota.QuotaError as e:
             raise web.HTTPError(
-                500,
+                FAILED_DEPENDENCY,
                 f"Resource profile {profile.name!r} sets disk_quota {format_size(profile.disk_quota)}, which "
                 f"cannot be applied to the home {home} of {account.pw_name!r}: {e.message}. An administrator "
                 f"must {quota.HOW_TO_ENABLE.format(path=e.filesystem)}.",
@@ -432,6 +449,11 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             server = getattr(self, "server", None)  # None outside a hub (e.g. a spawner made by hand)
             if server is not None and self.ready_poll_interval > 0 and budget > 0 and not self.internal_ssl:
                 await self._wait_until_answering(f"http://{ip}:{port}{server.base_url}", budget)
+        except docker.errors.APIError as e:  # the engine refused (e.g. no GPU runtime): a 424, never a 500
+            self.log.error("Docker refused the server of %s: %s", self.user.name, e)
+            await self._remove_failed_container()
+            raise web.HTTPError(FAILED_DEPENDENCY,
+                                engine_refused_message(e.explanation or str(e), self._spawn_request.gpu_ids)) from None
         except BaseException:  # also a cancelled start: never leave a running container behind
             await self._remove_failed_container()
             raise
@@ -523,7 +545,7 @@ class DockerSystemProfileSpawner(SystemUserSpawner):
             try:
                 self.extra_host_config, warnings = merge_host_config(base, ours, req.cap_add)
             except ConfigRefused as e:
-                raise web.HTTPError(500, f"Refusing to spawn {self.user.name!r}: {e}") from None
+                raise web.HTTPError(409, f"Refusing to spawn {self.user.name!r}: {e}") from None
             for warning in warnings:
                 self.log.warning("Spawning %s: %s", self.user.name, warning)
             self.extra_create_kwargs = _merged(self._base_create_kwargs, {

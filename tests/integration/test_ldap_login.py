@@ -159,7 +159,7 @@ def test_directory_down_fails_logins_clearly_and_keeps_running_servers(hub, dire
         text = page_text(browser)
         assert f"127.0.0.1:{directory.port}" in text, text
         assert browser.find_elements(By.ID, "password_input"), "not the login page"
-        assert post_login(hub.url, BOB.name, BOB.password) == 503  # not a 500
+        assert post_login(hub.url, BOB.name, BOB.password) == 424  # a failed dependency, not a 500
         assert "running servers are not affected" in text
         assert "cannot be reached" in hub.log(200)
         model = hub.api("GET", f"/users/{ALICE.name}").json()

@@ -177,7 +177,7 @@ async def test_a_home_without_quotas_refuses_the_spawn_naming_profile_path_and_f
     probe, account, _, profile = quota_probe(monkeypatch, off)
     with pytest.raises(web.HTTPError) as err:
         await probe._apply_disk_quota(account, profile(20 << 30), "/srv/homes/alice")
-    assert err.value.status_code == 500
+    assert err.value.status_code == 424
     msg = err.value.log_message
     assert msg.startswith("Resource profile 'Big' sets disk_quota 20G, which cannot be applied to the home "
                           "/srv/homes/alice of 'alice': user quotas are off on /srv"), msg
