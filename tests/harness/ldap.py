@@ -71,8 +71,30 @@ def seed_ldif(users=USERS, groups=GROUPS_SEED, home_root: str = "/home") -> str:
     return "\n".join(entries)
 
 
-def slapd_conf(workdir: Path) -> str:
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key): a throwaway CA and the directory's
+    certificate for 127.0.0.1 and localhost, as a site's own CA would issue it."""
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.pem"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    extensions = directory / "san.cnf"
+    extensions.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+    for argv in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=jbm-ldap-test-ca",
+         "-keyout", ca_key, "-out", ca_cert],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", key, "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+         "-extfile", extensions, "-out", cert],
+    ):
+        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True)
+    return ca_cert, cert, key
+
+
+def slapd_conf(workdir: Path, tls: tuple[Path, Path, Path] | None = None) -> str:
     includes = "".join(f"include /etc/ldap/schema/{name}.schema\n" for name in SCHEMAS)
+    if tls:
+        ca_cert, cert, key = tls
+        includes += (f"TLSCACertificateFile {ca_cert}\nTLSCertificateFile {cert}\n"
+                     f"TLSCertificateKeyFile {key}\n")
     return f"""{includes}
 pidfile {workdir}/slapd.pid
 modulepath /usr/lib/ldap
@@ -90,11 +112,15 @@ access to * by * read
 
 @dataclass
 class Directory:
-    """One slapd in a work directory; `addresses` are the IPs it listens on."""
+    """One slapd in a work directory; `addresses` are the IPs it listens on. With `tls`, it has a
+    certificate from its own CA (`ca_cert`): StartTLS on `port`, and ldaps:// on `tls_port`."""
     workdir: Path
     addresses: tuple[str, ...] = ("127.0.0.1",)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    tls: bool = False
+    tls_port: int = field(default_factory=free_port)
+    ca_cert: Path | None = None
 
     @property
     def url(self) -> str:
@@ -103,8 +129,12 @@ class Directory:
     def start(self, timeout: float = 20.0) -> "Directory":
         (self.workdir / "db").mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "slapd.conf"
-        conf.write_text(slapd_conf(self.workdir))
+        certificates = make_certificates(self.workdir) if self.tls else None
+        self.ca_cert = certificates[0] if certificates else None
+        conf.write_text(slapd_conf(self.workdir, certificates))
         urls = " ".join(f"ldap://{address}:{self.port}/" for address in self.addresses)
+        if self.tls:
+            urls += " " + " ".join(f"ldaps://{address}:{self.tls_port}/" for address in self.addresses)
         log = open(self.workdir / "slapd.log", "ab")
         # -d 0: stay in the foreground (the test owns the process), log to stderr
         self.process = subprocess.Popen([SLAPD, "-d", "0", "-h", urls, "-f", str(conf)],
