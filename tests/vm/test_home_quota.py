@@ -126,3 +126,58 @@ def test_the_exporter_unit_needs_cap_sys_admin_to_read_quotas(quota_vm):
     assert without.startswith("FAILED ") and "Operation not permitted" in without, without
     added = in_unit(quota_vm, READ, f"CapabilityBoundingSet={EXPORTER_CAPS}", "CapabilityBoundingSet=CAP_SYS_ADMIN")
     assert added.startswith("READ ("), added
+
+
+# --- Homes on shared storage (a swarm's nodes): the nfs_server and nfs_client roles ---------------
+# The VM exports the quota'd homes and mounts them back at NFS_MOUNT, as a node mounts the hub's
+# (same path there; one machine needs two). The NFS server enforces the exported filesystem's
+# quotas, and root_squash keeps root on a node out of the users' homes.
+NFS_PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "nfs.yml"
+NFS_MOUNT = "/mnt/nfs-homes"
+NFS_VARS = {"nfs_server_homes_path": HOMES, "nfs_server_clients": ["127.0.0.1"], "nfs_client_server": "127.0.0.1",
+            "nfs_client_mount_path": NFS_MOUNT}
+
+
+@pytest.fixture(scope="module")
+def nfs_vm(quota_vm, tmp_path_factory):
+    quota_vm.ssh(f"rm -f {HOME}/big {HOME}/from-container")   # the quota tests' files: room again
+    workdir = tmp_path_factory.mktemp("vm-nfs-roles")
+    inventory = quota_vm.inventory(workdir / "inventory.ini")
+    quota_vm.nfs_runs = [playbooks.run_playbook(workdir, inventory, NFS_VARS, NFS_PLAYBOOK, timeout=900)
+                         for _ in range(2)]
+    for run in quota_vm.nfs_runs:
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    return quota_vm
+
+
+def test_nfs_roles_export_and_mount_the_homes_and_a_second_run_changes_nothing(nfs_vm):
+    first, second = (recap(run.stdout, nfs_vm.name) for run in nfs_vm.nfs_runs)
+    print(f"nfs roles: first run {first}, second run {second}")
+    assert first["changed"] > 0
+    assert second["changed"] == 0, nfs_vm.nfs_runs[1].stdout[-4000:]
+    exports = nfs_vm.ssh("exportfs -v").stdout
+    assert HOMES in exports and "127.0.0.1" in exports and "root_squash" in exports, exports
+    fstype, source = nfs_vm.ssh(f"findmnt -n -o FSTYPE,SOURCE --mountpoint {NFS_MOUNT}").stdout.split()
+    assert (fstype, source) == ("nfs4", f"127.0.0.1:{HOMES}")
+    fstab = nfs_vm.ssh(f"findmnt --fstab -n -o SOURCE,OPTIONS --mountpoint {NFS_MOUNT}").stdout
+    assert f"127.0.0.1:{HOMES}" in fstab and "_netdev" in fstab, fstab
+
+
+def test_through_nfs_a_user_writes_as_their_uid_and_the_quota_holds(nfs_vm):
+    nfs_home = f"{NFS_MOUNT}/{USER}"
+    small = as_user(nfs_vm, f"echo hello > {nfs_home}/over-nfs && stat -c %u {HOME}/over-nfs")
+    assert small.returncode == 0 and small.stdout.strip() == str(UID), small.stdout + small.stderr
+    dd = as_user(nfs_vm, f"dd if=/dev/zero of={nfs_home}/big-nfs bs=1M count=12 conv=fsync")
+    assert dd.returncode != 0 and "Disk quota exceeded" in dd.stderr, dd.stdout + dd.stderr
+    size = int(nfs_vm.ssh(f"stat -c %s {HOME}/big-nfs").stdout)
+    print(f"as {USER} over NFS: dd of 12M into an {LIMIT >> 20}M quota stopped at {size} bytes")
+    assert size <= LIMIT, size
+    nfs_vm.ssh(f"rm -f {HOME}/big-nfs {HOME}/over-nfs")
+
+
+def test_root_on_a_node_is_nobody_in_the_homes(nfs_vm):
+    """root_squash: root of the mounting machine cannot enter a user's home (0700) over NFS,
+    while the same root on the hub's own filesystem can."""
+    through_nfs = nfs_vm.ssh(f"touch {NFS_MOUNT}/{USER}/from-root", check=False)
+    assert through_nfs.returncode != 0 and "Permission denied" in through_nfs.stderr, through_nfs.stderr
+    nfs_vm.ssh(f"touch {HOME}/from-root && rm {HOME}/from-root")
