@@ -3,6 +3,7 @@ on its own network, swarm initialised in it, reached from this machine through a
 socket in a bind-mounted directory; and the agent, run from this machine against that socket."""
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import docker
 import pytest
 
+import hubmetrics
 from hubmetrics.nodeagent import Agent
 from tests.harness import images
 from tests.harness.systemd_host import SystemdHost, run_args
@@ -24,6 +26,10 @@ NODE_IMAGE = "local/jbm-nagent-node:bookworm"
 SWARM_POOL = "10.203.0.0/16"
 SOCKET_DIR = "/jbm-nagent-sock"   # inside the node (node-image/docker.service.d)
 CONTEXT = Path(__file__).resolve().parent / "node-image"
+# This checkout's venv and hubmetrics, bound read-only at the same paths into the node, so the
+# real unit (systemd/jbm-node-agent.service) can run the agent there under systemd.
+VENV = Path(sys.prefix)
+METRICS_SRC = Path(hubmetrics.__file__).resolve().parents[1]
 
 
 def wait_for(what: str, check, timeout: float, every: float = 0.5):
@@ -63,7 +69,8 @@ def swarm_node(base_image, systemd_image):
         subprocess.run(["docker", "network", "create", "--subnet", SUBNET, NETWORK], check=True,
                        capture_output=True)
         args = run_args(NODE_NAME, docker_inside=True, image=NODE_IMAGE)
-        args[-1:-1] = ["--network", NETWORK, "--ip", NODE_IP, "-v", f"{sock_dir}:{SOCKET_DIR}"]
+        args[-1:-1] = ["--network", NETWORK, "--ip", NODE_IP, "-v", f"{sock_dir}:{SOCKET_DIR}",
+                       "-v", f"{VENV}:{VENV}:ro", "-v", f"{METRICS_SRC}:{METRICS_SRC}:ro"]
         subprocess.run(args, check=True, capture_output=True)
         host.wait_booted()
         url = f"unix://{sock_dir}/docker.sock"

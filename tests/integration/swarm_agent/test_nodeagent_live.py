@@ -9,10 +9,12 @@ restores, again after swarm replaces a killed task, and that forged labels chang
 Then the CPU guarantee under contention, with and without the agent, by cgroup counters.
 """
 import json
+from pathlib import Path
 import logging
 import time
 
 import docker
+import jinja2
 import pytest
 from docker.types import ContainerSpec, EndpointSpec, Placement, Resources, RestartPolicy, TaskTemplate
 
@@ -22,7 +24,7 @@ from profilespawner import dockerargs, labels, qos
 from tests.harness import contention
 from tests.harness.images import BASE_IMAGE
 
-from .conftest import running_agent, wait_for
+from .conftest import METRICS_SRC, VENV, running_agent, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -197,9 +199,28 @@ def test_forged_labels_change_nothing(swarm_node, services, caplog):
     assert mlabels.HOST_CONFIG in messages
 
 
+def measure(shell, burners, tries=3, quiet=1.8, window=10):
+    """{name: cores} over a `window` s window; up to `tries` windows (bounded) until the users' slice as a
+    whole gets `quiet` of the 2 cores (other engineers and a VM share this machine), keeping the
+    window in which it got the most."""
+    best = None
+    for _ in range(tries):
+        got = contention.cores(shell, burners, window=window)
+        if best is None or sum(got.values()) > sum(best.values()):
+            best = got
+        if sum(got.values()) >= quiet:
+            break
+    return best
+
+
 def test_cpu_guarantee_beside_busy_best_effort_tasks_with_and_without_the_agent(swarm_node, services):
     """One task guaranteed 1 core (limit 2) beside three busy best-effort tasks (limit 2 each),
-    all burning 2 threads; each share read from its cgroup's cpuacct counter."""
+    all burning 2 threads; each share read from its cgroup's cpuacct counter.
+
+    The floor is 0.9 x min(guarantee, what the users' slice got): on a quiet machine (the slice
+    gets its 2 cores) that is the single server's 0.9 core; when the machine's other load leaves
+    the node's users' slice less, the guaranteed task must still get 90 % of it (the weights
+    decide inside the slice; what the slice gets from the machine is the host's business)."""
     node = swarm_node
     g_req = contention.request(cpu_limit=2, cpu_guarantee=1)
     names = [services("nagentq", g_req, threads=2)]
@@ -209,12 +230,74 @@ def test_cpu_guarantee_beside_busy_best_effort_tasks_with_and_without_the_agent(
     contention.locate(shell, node.client, burners)
     g = burners[0].name
 
-    without = contention.cores(shell, burners, window=6)
-    print("swarm alone, cores:", {k.split(".")[0]: round(v, 2) for k, v in without.items()})
-    assert without[g] < 0.9, without   # equal weights: about 2/4 of the cores, not the guaranteed 1
+    def report(what, got):
+        print(f"{what}: users' slice {sum(got.values()):.2f} cores, guaranteed {got[g]:.2f}, best effort",
+              [round(got[b.name], 2) for b in burners[1:]])
+        return 0.9 * min(g_req.cpu_guarantee, sum(got.values()))
+
+    without = measure(shell, burners)
+    floor = report("swarm alone", without)
+    assert without[g] < floor, without   # equal weights: a quarter of the slice, not the guaranteed core
 
     with running_agent(node) as agent:
         wait_for("the agent to weigh the four tasks", lambda: agent.applied >= 4, timeout=30)
-        got = contention.cores(shell, burners, window=6)
-    print("with the agent, cores:", {k.split(".")[0]: round(v, 2) for k, v in got.items()})
-    assert got[g] >= 0.9 * 1.0, got
+        got = measure(shell, burners)
+    floor = report("with the agent", got)
+    assert got[g] >= floor, got
+
+
+UNIT = Path(__file__).resolve().parents[3] / "systemd" / "jbm-node-agent.service"
+AGENT_VENV = "/opt/jbm-nagent/venv"   # in the node: a console script as pip installs it, run by this venv's python
+
+
+def install_unit(node):
+    """The repository's unit, rendered as the role renders it, plus a drop-in pointing Python at
+    this checkout's hubmetrics (bound read-only into the node, conftest.py)."""
+    text = jinja2.Template(UNIT.read_text()).render(metrics_venv=AGENT_VENV,
+                                                    metrics_node_agent_docker_socket="/run/docker.sock")
+    node.host.exec("sh", "-c", f"mkdir -p {AGENT_VENV}/bin /etc/systemd/system/jbm-node-agent.service.d")
+    node.host.exec("sh", "-c", f"cat > {AGENT_VENV}/bin/jbm-node-agent && chmod 755 {AGENT_VENV}/bin/jbm-node-agent",
+                   input=f"#!{VENV}/bin/python\nimport sys\nfrom hubmetrics.nodeagent import main\nsys.exit(main())\n")
+    node.host.exec("sh", "-c", "cat > /etc/systemd/system/jbm-node-agent.service", input=text)
+    node.host.exec("sh", "-c", "cat > /etc/systemd/system/jbm-node-agent.service.d/test.conf",
+                   input=f"[Service]\nEnvironment=PYTHONPATH={METRICS_SRC}\n")
+    node.host.exec("systemctl", "daemon-reload")
+
+
+def journal(node):
+    return node.host.exec("journalctl", "-u", "jbm-node-agent", "--no-pager", "-o", "cat", check=False).stdout
+
+
+def test_the_hardened_unit_restores_tasks_and_follows_a_dockerd_restart(swarm_node, services):
+    """The real unit under the node's systemd: a dynamic user in the docker group, no network;
+    it restores a task, then dockerd restarts (live-restore off: swarm re-creates the task) and
+    the agent reconnects and restores the new container."""
+    node = swarm_node
+    install_unit(node)
+    try:
+        node.host.exec("systemctl", "start", "jbm-node-agent")
+        name = services("nagentu", GUARANTEED)
+        first = task_container(node, name)
+        wait_for("the unit's agent to restore the task", lambda: restored(node, first, expected(GUARANTEED)),
+                 timeout=60)
+        pid = node.host.exec("systemctl", "show", "-p", "MainPID", "--value", "jbm-node-agent").stdout.strip()
+        status = node.host.exec("cat", f"/proc/{pid}/status").stdout
+        field = {line.split(":")[0]: line.split()[1:] for line in status.splitlines() if ":" in line}
+        docker_gid = node.host.exec("getent", "group", "docker").stdout.split(":")[2]
+        uid, gid = field["Uid"][0], field["Gid"][0]
+        assert uid != "0" and gid != "0" and sorted(field["Groups"]) == sorted({gid, docker_gid}), status
+        assert "CapEff:\t0000000000000000" in status
+        netns = node.host.exec("sh", "-c", f"nsenter -t {pid} -n ip -o link").stdout
+        assert [line.split(":")[1].strip() for line in netns.splitlines()] == ["lo"], netns
+
+        node.host.exec("systemctl", "restart", "docker")
+        wait_for("the node's engine after its restart", node.client.ping, timeout=60)
+        second = task_container(node, name, not_ids={first["Id"]}, timeout=120)
+        wait_for("the agent to restore the re-created task", lambda: restored(node, second, expected(GUARANTEED)),
+                 timeout=90)
+        assert node.host.exec("systemctl", "is-active", "jbm-node-agent").stdout.strip() == "active"
+        log = journal(node)
+        print(log)
+        assert "reconnect" in log and log.count("applied") >= 2
+    finally:
+        node.host.exec("systemctl", "stop", "jbm-node-agent", check=False)
