@@ -136,6 +136,7 @@ def test_swarm_drops_the_guarantees_and_the_agent_restores_them(swarm_node, serv
         info, got = tasks[name], limits(node, tasks[name])
         print("swarm alone:", name, got)
         assert info["HostConfig"]["NanoCpus"] == int(req.cpu_limit * 1e9)
+        assert info["HostConfig"]["OomScoreAdj"] == 0    # lost, and `docker update` cannot set it either
         assert got["cpu.cfs_quota_us"] == str(int(req.cpu_limit * qos.CPU_PERIOD))
         assert got["memory.limit_in_bytes"] == str(req.mem_limit)
         assert got["cpu.shares"] == "1024"                       # the default weight, whatever the class
@@ -199,10 +200,10 @@ def test_forged_labels_change_nothing(swarm_node, services, caplog):
     assert mlabels.HOST_CONFIG in messages
 
 
-def measure(shell, burners, tries=3, quiet=1.8, window=10):
-    """{name: cores} over a `window` s window; up to `tries` windows (bounded) until the users' slice as a
-    whole gets `quiet` of the 2 cores (other engineers and a VM share this machine), keeping the
-    window in which it got the most."""
+def measure(shell, burners, tries=2, quiet=0.9, window=10):
+    """{name: cores} over a `window` s window; up to `tries` windows (bounded) until the users'
+    tasks together get `quiet` of their one core (other engineers and a VM share this machine),
+    keeping the window in which they got the most."""
     best = None
     for _ in range(tries):
         got = contention.cores(shell, burners, window=window)
@@ -217,27 +218,34 @@ def test_cpu_guarantee_beside_busy_best_effort_tasks_with_and_without_the_agent(
     """One task guaranteed 1 core (limit 2) beside three busy best-effort tasks (limit 2 each),
     all burning 2 threads; each share read from its cgroup's cpuacct counter.
 
-    The floor is 0.9 x min(guarantee, what the users' slice got): on a quiet machine (the slice
-    gets its 2 cores) that is the single server's 0.9 core; when the machine's other load leaves
-    the node's users' slice less, the guaranteed task must still get 90 % of it (the weights
-    decide inside the slice; what the slice gets from the machine is the host's business)."""
+    The users' capacity is one core: the test pins the four task containers to CPU 0 (as
+    bench_guarantees.py --vm caps the users' slice at 1 core). Weights act per CPU run queue; on
+    this shared 2-core machine under a load average of 10-19 the load balancer, not the weights,
+    decided where the threads ran when they could use both CPUs (measured: with the agent the
+    guaranteed task got 65-95 % of what the four got). The floor is 0.9 x min(guarantee, what
+    the four got together): 0.9 core when the machine leaves CPU 0 to them, and 90 % of what
+    they got when other load takes some of it (what the users get from the machine is the
+    host's business; how they share it is the weights')."""
     node = swarm_node
     g_req = contention.request(cpu_limit=2, cpu_guarantee=1)
     names = [services("nagentq", g_req, threads=2)]
     names += [services(f"nagentb{i}", contention.request(cpu_limit=2), threads=2) for i in (1, 2, 3)]
-    burners = [contention.Burner(task_container(node, n)["Name"].lstrip("/"), None) for n in names]
+    tasks = [task_container(node, n) for n in names]
+    for info in tasks:
+        node.client.api.update_container(info["Id"], cpuset_cpus="0")
+    burners = [contention.Burner(info["Name"].lstrip("/"), None) for info in tasks]
     shell = lambda script: node.host.exec("sh", "-c", script).stdout  # noqa: E731
     contention.locate(shell, node.client, burners)
     g = burners[0].name
 
     def report(what, got):
-        print(f"{what}: users' slice {sum(got.values()):.2f} cores, guaranteed {got[g]:.2f}, best effort",
+        print(f"{what}: the four {sum(got.values()):.2f} cores, guaranteed {got[g]:.2f}, best effort",
               [round(got[b.name], 2) for b in burners[1:]])
         return 0.9 * min(g_req.cpu_guarantee, sum(got.values()))
 
     without = measure(shell, burners)
     floor = report("swarm alone", without)
-    assert without[g] < floor, without   # equal weights: a quarter of the slice, not the guaranteed core
+    assert without[g] < floor, without   # equal weights: a quarter, not the guaranteed core
 
     with running_agent(node) as agent:
         wait_for("the agent to weigh the four tasks", lambda: agent.applied >= 4, timeout=30)
