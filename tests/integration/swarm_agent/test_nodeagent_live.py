@@ -9,19 +9,18 @@ restores, again after swarm replaces a killed task, and that forged labels chang
 Then the CPU guarantee under contention, with and without the agent, by cgroup counters.
 """
 import json
-from pathlib import Path
 import logging
 import time
 
 import docker
-import jinja2
 import pytest
+import yaml
 from docker.types import ContainerSpec, EndpointSpec, Placement, Resources, RestartPolicy, TaskTemplate
 
 from hubmetrics import labels as mlabels
 from hubmetrics.nodeagent import ALLOWED_KEYS
 from profilespawner import dockerargs, labels, qos
-from tests.harness import contention
+from tests.harness import contention, playbooks
 from tests.harness.images import BASE_IMAGE
 
 from .conftest import METRICS_SRC, VENV, running_agent, wait_for
@@ -254,36 +253,47 @@ def test_cpu_guarantee_beside_busy_best_effort_tasks_with_and_without_the_agent(
     assert got[g] >= floor, got
 
 
-UNIT = Path(__file__).resolve().parents[3] / "systemd" / "jbm-node-agent.service"
 AGENT_VENV = "/opt/jbm-nagent/venv"   # in the node: a console script as pip installs it, run by this venv's python
 
 
-def install_unit(node):
-    """The repository's unit, rendered as the role renders it, plus a drop-in pointing Python at
-    this checkout's hubmetrics (bound read-only into the node, conftest.py)."""
-    text = jinja2.Template(UNIT.read_text()).render(metrics_venv=AGENT_VENV,
-                                                    metrics_node_agent_docker_socket="/run/docker.sock")
+def converge_agent(node, workdir):
+    """The role's own tasks (roles/metrics/tasks/node_agent.yml) into the node, over the docker
+    connection, with a console script as pip installs it and a drop-in pointing Python at this
+    checkout's hubmetrics (bound read-only into the node, conftest.py)."""
     node.host.exec("sh", "-c", f"mkdir -p {AGENT_VENV}/bin /etc/systemd/system/jbm-node-agent.service.d")
     node.host.exec("sh", "-c", f"cat > {AGENT_VENV}/bin/jbm-node-agent && chmod 755 {AGENT_VENV}/bin/jbm-node-agent",
                    input=f"#!{VENV}/bin/python\nimport sys\nfrom hubmetrics.nodeagent import main\nsys.exit(main())\n")
-    node.host.exec("sh", "-c", "cat > /etc/systemd/system/jbm-node-agent.service", input=text)
     node.host.exec("sh", "-c", "cat > /etc/systemd/system/jbm-node-agent.service.d/test.conf",
                    input=f"[Service]\nEnvironment=PYTHONPATH={METRICS_SRC}\n")
-    node.host.exec("systemctl", "daemon-reload")
+    playbook = workdir / "node_agent.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "The node agent", "hosts": "all", "gather_facts": False,
+        "tasks": [{"name": "The metrics role's node agent",
+                   "ansible.builtin.include_role": {"name": "metrics", "tasks_from": "node_agent"}}]}]))
+    inventory = workdir / "inventory.ini"
+    inventory.write_text(f"{node.host.name} ansible_connection=community.docker.docker "
+                         "ansible_python_interpreter=/usr/bin/python3\n")
+    return playbooks.run_playbook(workdir, inventory, {"metrics_venv": AGENT_VENV,
+                                                       "metrics_node_agent_enabled": True}, playbook, timeout=300)
 
 
 def journal(node):
     return node.host.exec("journalctl", "-u", "jbm-node-agent", "--no-pager", "-o", "cat", check=False).stdout
 
 
-def test_the_hardened_unit_restores_tasks_and_follows_a_dockerd_restart(swarm_node, services):
-    """The real unit under the node's systemd: a dynamic user in the docker group, no network;
-    it restores a task, then dockerd restarts (live-restore off: swarm re-creates the task) and
-    the agent reconnects and restores the new container."""
+def test_the_hardened_unit_restores_tasks_and_follows_a_dockerd_restart(swarm_node, services, tmp_path):
+    """The real unit, installed by the role, under the node's systemd: a dynamic user in the
+    docker group, no network; it restores a task, then dockerd restarts (live-restore off: swarm
+    re-creates the task) and the agent reconnects and restores the new container."""
     node = swarm_node
-    install_unit(node)
     try:
-        node.host.exec("systemctl", "start", "jbm-node-agent")
+        first_run = converge_agent(node, tmp_path)
+        assert first_run.returncode == 0, first_run.stdout[-4000:]
+        second_run = converge_agent(node, tmp_path)
+        assert second_run.returncode == 0, second_run.stdout[-4000:]
+        assert first_run.recap[node.host.name]["changed"] == 2, first_run.stdout[-4000:]
+        assert second_run.recap[node.host.name]["changed"] == 0, second_run.changed_tasks
+        assert node.host.exec("systemctl", "is-enabled", "jbm-node-agent").stdout.strip() == "enabled"
         name = services("nagentu", GUARANTEED)
         first = task_container(node, name)
         wait_for("the unit's agent to restore the task", lambda: restored(node, first, expected(GUARANTEED)),
