@@ -305,6 +305,8 @@ def test_the_hardened_unit_restores_tasks_and_follows_a_dockerd_restart(swarm_no
         uid, gid = field["Uid"][0], field["Gid"][0]
         assert uid != "0" and gid != "0" and sorted(field["Groups"]) == sorted({gid, docker_gid}), status
         assert "CapEff:\t0000000000000000" in status
+        exposure = node.host.exec("systemd-analyze", "security", "jbm-node-agent", check=False).stdout
+        print("systemd-analyze security:", exposure.strip().splitlines()[-1:])
         netns = node.host.exec("sh", "-c", f"nsenter -t {pid} -n ip -o link").stdout
         assert [line.split(":")[1].strip() for line in netns.splitlines()] == ["lo"], netns
 
