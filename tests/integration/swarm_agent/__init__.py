@@ -1,0 +1,1 @@
+"""The per-node guarantee agent (hubmetrics.nodeagent) on a real one-node swarm."""
