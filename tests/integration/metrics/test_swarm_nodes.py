@@ -331,3 +331,34 @@ def test_the_panel_shows_the_users_node_and_the_free_capacity_with_a_node_down(p
     # the spawn page's capacity API too, with no 500 for the dead node
     host = requests.get(panel + "api/host", timeout=10)
     assert host.status_code == 200 and host.json()["cluster"]["total"]["nodes_up"] == 2
+
+
+@pytest.mark.parametrize("page", ["", "capacity"])
+def test_the_panel_page_renders_the_users_node_and_every_nodes_capacity(panel, monkeypatch, page):
+    """The real page and script in headless Chromium: bob's server's node, one row per node
+    (the dead one said to be down), the cluster's total; the spawn page's line likewise."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.harness.browser import chromium
+    monkeypatch.setattr(handlers.BaseHandler, "get_current_user", lambda self: {"name": "swmet-bob", "admin": False})
+    driver = chromium()
+    try:
+        driver.get(panel + page)
+        wait = WebDriverWait(driver, 60, poll_frequency=0.3)
+        wait.until(lambda d: d.find_element(By.ID, "total-cpus").text not in ("", "–"))
+        total = driver.find_element(By.ID, "total-cpus").text
+        assert total.endswith(f"of {HUB_CPUS + NODE2_CPUS:.2f}"), total
+        if page == "capacity":
+            line = driver.find_element(By.ID, "cluster-line").text
+            assert "2 of 3 nodes answering" in line, line
+            return
+        wait.until(lambda d: d.find_element(By.ID, "user-node").text == NODE2_NODE)
+        assert driver.find_element(By.ID, "node-line").is_displayed()
+        rows = {r.get_attribute("data-node"): r for r in driver.find_elements(By.CSS_SELECTOR, "#nodes-table tbody tr")}
+        assert set(rows) >= {HUB_NODE, NODE2_NODE} and len(rows) == 3, list(rows)
+        assert f"{NODE2_CPUS - 0.25:.2f} of {NODE2_CPUS:.2f}" in rows[NODE2_NODE].text
+        (dead,) = [r for r in rows.values() if "down" in (r.get_attribute("class") or "")]
+        assert "not answering" in dead.text
+    finally:
+        driver.quit()
