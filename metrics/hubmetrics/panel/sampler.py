@@ -113,12 +113,12 @@ class Cluster:
     error = property(lambda self: self.primary.error)
 
     def for_user(self, user):
-        """The sampler of the node running the user's server, else the hub's own."""
+        """The sampler of the node running the user's server, else the hub's own. A node that
+        stopped answering keeps its last snapshot and its error: a user whose server was there
+        sees their last numbers with that error, not "no server"."""
         from .views import runs_on
-        for s in self.samplers:
-            if s.error is None and runs_on(s.snapshot, user):
-                return s
-        return self.primary
+        listed = [s for s in self.samplers if runs_on(s.snapshot, user)]
+        return next((s for s in listed if s.error is None), listed[0] if listed else self.primary)
 
     def nodes(self):
         """(url, snapshot, error) per node, for views.cluster_view."""

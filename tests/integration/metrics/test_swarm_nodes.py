@@ -360,5 +360,14 @@ def test_the_panel_page_renders_the_users_node_and_every_nodes_capacity(panel, m
         assert f"{NODE2_CPUS - 0.25:.2f} of {NODE2_CPUS:.2f}" in rows[NODE2_NODE].text
         (dead,) = [r for r in rows.values() if "down" in (r.get_attribute("class") or "")]
         assert "not answering" in dead.text
+        # an admin's table of every user names the node each one's server runs on
+        monkeypatch.setattr(handlers.BaseHandler, "get_current_user",
+                            lambda self: {"name": "swmet-admin", "admin": True})
+        driver.get(panel)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#users-table tr[data-user="swmet-bob"]'))
+        assert driver.find_element(By.ID, "users-node-head").is_displayed()
+        for user, (node, _, _) in USERS.items():
+            cells = driver.find_elements(By.CSS_SELECTOR, f'#users-table tr[data-user="{user}"] td')
+            assert cells[-1].text == node, (user, [c.text for c in cells])
     finally:
         driver.quit()

@@ -58,6 +58,13 @@ async def test_the_users_numbers_come_from_the_node_running_their_server():
         assert {u: v["node"] for u, v in admin["users"].items()} == {"alice": "node2", "bob": "hub"}
         up = [n["up"] for n in views.cluster_view(cluster.nodes())["nodes"]]
         assert up == [True, True, False]
+        # alice's node stops answering: she sees her last numbers and why they are old
+        worker.status = 500
+        assert await cluster.sample_once() == [True, False, False]
+        mine = cluster.for_user("alice")
+        assert mine.url == worker.url and "HTTP 500" in mine.error
+        view = views.me_view(mine.snapshot, mine.history, "alice", mine.error)
+        assert view["usage"]["containers"] == ["jupyter-alice"] and "HTTP 500" in view["exporter_error"]
     finally:
         hub.close()
         worker.close()

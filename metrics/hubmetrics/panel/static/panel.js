@@ -150,13 +150,14 @@
     var tbody = document.querySelector("#users-table tbody");
     if (!tbody) { return; }
     while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
+    if ($("users-node-head")) { $("users-node-head").hidden = !severalNodes; }
     Object.keys(data.users).sort().forEach(function (name) {
       var u = data.users[name] || {};
       var tr = document.createElement("tr");
       tr.dataset.user = name;
       [name, cores(u.cpu_cores), limitCores(u.cpu_limit_cores), bytes(u.memory_working_set_bytes),
         limitBytes(u.memory_limit_bytes), bytes(u.gpu_memory_used_bytes),
-        (u.gpus || []).join(", ")].forEach(function (text) {
+        (u.gpus || []).join(", ")].concat(severalNodes ? [u.node || "–"] : []).forEach(function (text) {
         var td = document.createElement("td");
         td.textContent = text;
         tr.appendChild(td);
@@ -166,8 +167,9 @@
   }
 
   // A swarm: every node's free guarantee capacity and the total; hidden with one node.
+  var severalNodes = false;  // a swarm: the admins' table names each user's node
   function showCluster(cluster) {
-    var many = !!cluster && cluster.nodes.length > 1;
+    var many = severalNodes = !!cluster && cluster.nodes.length > 1;
     ["cluster", "cluster-line"].forEach(function (id) { var el = $(id); if (el) { el.hidden = !many; } });
     if (!many) { return; }
     var t = cluster.total;
