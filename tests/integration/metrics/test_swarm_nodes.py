@@ -371,3 +371,11 @@ def test_the_panel_page_renders_the_users_node_and_every_nodes_capacity(panel, m
             assert cells[-1].text == node, (user, [c.text for c in cells])
     finally:
         driver.quit()
+
+
+def test_both_exporters_expositions_pass_promtool(exporters):
+    for node, url in exporters.items():
+        text = requests.get(url + "/metrics", timeout=10).text
+        assert f'jupyterhub_node_cpu_guarantee_capacity_cores{{node="{node}"}}' in text
+        check = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert (check.returncode, check.stdout, check.stderr) == (0, "", ""), node
