@@ -345,6 +345,35 @@ def ancestor_memory_limit(cg: ContainerCgroup, root: str) -> int | None:
     return tightest
 
 
+def locate_slice(root: str, mode: str, slice_name: str, proc_cgroup: dict[str, str] | None = None
+                 ) -> ContainerCgroup | None:
+    """A systemd slice's cgroup directories (e.g. the users' slice), as a ContainerCgroup so that
+    `read_limits` reads its MemoryMax and CPUQuota the way it reads a container's limits.
+
+    The slice is at `systemd_slice_path(slice_name)` under each hierarchy, or under systemd's own
+    root when systemd runs in a container with the host's cgroup namespace (proc_cgroup: PID 1's
+    /proc/1/cgroup, whose init.scope's parent is that root). None when there is no such slice."""
+    rel = systemd_slice_path(slice_name)
+
+    def under(base: str, controller: str) -> str | None:
+        own = (proc_cgroup or {}).get(controller, "")
+        prefixes = [os.path.dirname(own.rstrip("/"))] if own.rstrip("/").endswith("init.scope") else []
+        return _first_dir(base, [f"{p.strip('/')}/{rel}".lstrip("/") for p in prefixes] + [rel])
+
+    if mode == V2:
+        found = under(root, "")
+        return ContainerCgroup(V2, (("", found),)) if found else None
+    if mode not in (V1, HYBRID):
+        return None
+    dirs = []
+    for controller in V1_CONTROLLERS:
+        base = v1_controller_dir(root, controller)
+        found = under(base, controller) if base else None
+        if found:
+            dirs.append((controller, found))
+    return ContainerCgroup(mode, tuple(dirs)) if dict(dirs).get("memory") else None
+
+
 def reached_own_limit(cg: ContainerCgroup) -> bool:
     """v1: the container's usage high watermark reached its own limit (some time in its life).
     v2 needs no such guess (memory.events `oom`)."""

@@ -29,9 +29,14 @@ def _counter(name: str, doc: str, labels=()) -> CounterMetricFamily:
 
 
 def families(snap: Snapshot) -> list[Metric]:
-    """All metric families for one snapshot (pure: same snapshot, same text)."""
+    """All metric families for one snapshot (pure: same snapshot, same text).
+
+    Every per-user, per-container, per-GPU and per-node series carries `node` (the exporter's
+    --node-name): on a swarm each node's exporter is scraped with the same names, and the node
+    tells them apart. Host and exporter series get it from the scrape target's label."""
     out: list[Metric] = []
-    U, UC, UG = ("user",), ("user", "container"), ("user", "gpu")
+    node = snap.node.name
+    U, UC, UG, N = ("node", "user"), ("node", "user", "container"), ("node", "user", "gpu"), ("node",)
 
     # --- per user: their containers ---
     user_families = [
@@ -51,7 +56,7 @@ def families(snap: Snapshot) -> list[Metric]:
     container_users = [u for u in snap.users if u.containers]
     for family, attr in user_families:
         for u in container_users:
-            family.add_metric([u.name], getattr(u, attr))
+            family.add_metric([node, u.name], getattr(u, attr))
         out.append(family)
 
     # --- per user: processes outside containers ---
@@ -59,8 +64,8 @@ def families(snap: Snapshot) -> list[Metric]:
     proc_pss = _gauge("jupyterhub_user_process_memory_pss_bytes", PSS_HELP[snap.health.process_source], U)
     for u in snap.users:
         if u.process_count:
-            proc_cpu.add_metric([u.name], u.process_cpu_seconds_total)
-            proc_pss.add_metric([u.name], u.process_memory_pss_bytes)
+            proc_cpu.add_metric([node, u.name], u.process_cpu_seconds_total)
+            proc_pss.add_metric([node, u.name], u.process_memory_pss_bytes)
     out += [proc_cpu, proc_pss]
 
     # --- per user: their home (the homes' filesystem's user quota; absent unless it is read) ---
@@ -68,9 +73,9 @@ def families(snap: Snapshot) -> list[Metric]:
         home = _gauge("jupyterhub_user_home_bytes", "Bytes of the user's files on the homes' filesystem (its quota accounting).", U)
         quota = _gauge("jupyterhub_user_home_quota_bytes", "The user's quota on the homes' filesystem (absent: none).", U)
         for h in snap.homes:
-            home.add_metric([h.user], h.used_bytes)
+            home.add_metric([node, h.user], h.used_bytes)
             if h.quota_bytes:
-                quota.add_metric([h.user], h.quota_bytes)
+                quota.add_metric([node, h.user], h.quota_bytes)
         out += [home, quota]
 
     # --- per user per GPU ---
@@ -78,8 +83,8 @@ def families(snap: Snapshot) -> list[Metric]:
         gmem = _gauge("jupyterhub_user_gpu_memory_used_bytes", "GPU memory used by the user's processes.", UG)
         gutil = _gauge("jupyterhub_user_gpu_utilization_ratio", "Share of the GPU's utilization attributed to the user (split by memory when shared).", UG)
         for g in snap.user_gpus:
-            gmem.add_metric([g.user, g.gpu], g.memory_used_bytes)
-            gutil.add_metric([g.user, g.gpu], g.utilization_ratio)
+            gmem.add_metric([node, g.user, g.gpu], g.memory_used_bytes)
+            gutil.add_metric([node, g.user, g.gpu], g.utilization_ratio)
         out += [gmem, gutil]
 
     # --- per container ---
@@ -91,7 +96,7 @@ def families(snap: Snapshot) -> list[Metric]:
     c_pids = _gauge("jupyterhub_container_pids", "Processes and threads in the container.", UC)
     c_oom = _counter("jupyterhub_container_oom_kills", "Processes of the container killed by the OOM killer.", UC)
     for c in snap.containers:
-        key, s = [c.info.user, c.info.name], c.stats
+        key, s = [node, c.info.user, c.info.name], c.stats
         c_cpu.add_metric(key, s.cpu_seconds)
         c_ws.add_metric(key, s.memory_working_set_bytes)
         c_rss.add_metric(key, s.memory_rss_bytes)
@@ -110,14 +115,31 @@ def families(snap: Snapshot) -> list[Metric]:
     if h.nvml_available:
         out.append(GaugeMetricFamily("jupyterhub_host_gpus", "GPUs NVML reports.", value=h.gpus_total))
         out.append(GaugeMetricFamily("jupyterhub_host_gpus_free", "GPUs no running container holds.", value=h.gpus_free))
-        g_util = _gauge("jupyterhub_gpu_utilization_ratio", "Time the GPU was busy over the driver's last sample period.", ("gpu",))
-        g_used = _gauge("jupyterhub_gpu_memory_used_bytes", "GPU memory in use.", ("gpu",))
-        g_total = _gauge("jupyterhub_gpu_memory_total_bytes", "GPU memory installed.", ("gpu",))
+        g_util = _gauge("jupyterhub_gpu_utilization_ratio", "Time the GPU was busy over the driver's last sample period.", ("node", "gpu"))
+        g_used = _gauge("jupyterhub_gpu_memory_used_bytes", "GPU memory in use.", ("node", "gpu"))
+        g_total = _gauge("jupyterhub_gpu_memory_total_bytes", "GPU memory installed.", ("node", "gpu"))
         for d in snap.gpus:
-            g_util.add_metric([str(d.index)], d.utilization_ratio)
-            g_used.add_metric([str(d.index)], d.memory_used_bytes)
-            g_total.add_metric([str(d.index)], d.memory_total_bytes)
+            g_util.add_metric([node, str(d.index)], d.utilization_ratio)
+            g_used.add_metric([node, str(d.index)], d.memory_used_bytes)
+            g_total.add_metric([node, str(d.index)], d.memory_total_bytes)
         out += [g_util, g_used, g_total]
+
+    # --- the node's guarantee capacity (what the spawner may still guarantee here) ---
+    n = snap.node
+    for name, doc, value in (
+            ("jupyterhub_node_cpu_guarantee_capacity_cores",
+             "CPU cores the node's users may be guaranteed in all (the users' slice's CPUQuota, else the host's CPUs).",
+             n.capacity_cpus),
+            ("jupyterhub_node_memory_guarantee_capacity_bytes",
+             "Memory the node's users may be guaranteed in all (the users' slice's MemoryMax, else the host's memory).",
+             n.capacity_mem_bytes),
+            ("jupyterhub_node_cpu_guaranteed_cores", "CPU cores guaranteed to the node's running containers.",
+             n.guaranteed_cpus),
+            ("jupyterhub_node_memory_guaranteed_bytes", "Memory guaranteed to the node's running containers.",
+             n.guaranteed_mem_bytes)):
+        family = _gauge(name, doc, N)
+        family.add_metric([node], value)
+        out.append(family)
 
     # --- the exporter itself ---
     hh = snap.health

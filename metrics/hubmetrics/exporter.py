@@ -140,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mount point of the homes' filesystem whose user quotas are read (quotactl) "
                         "(jupyterhub_user_home_bytes, jupyterhub_user_home_quota_bytes; default "
                         "$HUBMETRICS_HOME_FILESYSTEM, which the quotas role sets; empty: none)")
+    p.add_argument("--node-name", default=os.environ.get("HUBMETRICS_NODE_NAME") or socket.gethostname(),
+                   metavar="NAME",
+                   help="this node's name: the `node` label of every per-user, per-container and per-GPU series "
+                        "and `node.name` in /api/snapshot (default $HUBMETRICS_NODE_NAME, else the host name; the "
+                        "metrics role sets the inventory host name)")
+    p.add_argument("--users-slice", default="jupyterhub-users.slice", metavar="UNIT",
+                   help="the systemd slice of the users' containers, whose MemoryMax and CPUQuota are the node's "
+                        "guarantee capacity in /api/snapshot (default jupyterhub-users.slice; without it the host's "
+                        "CPUs and memory)")
     p.add_argument("--run-root", default="/run", help="where systemd's runtime marker systemd/system is (default /run)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -150,9 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
     if args.pss_every < 1:
         build_parser().error(f"--pss-every {args.pss_every}: expected a whole number >= 1")
+    if not args.node_name.strip():
+        build_parser().error("--node-name '': expected a non-empty name (e.g. the inventory host name)")
+    if not args.users_slice.endswith(".slice"):
+        build_parser().error(f"--users-slice {args.users_slice!r}: expected a systemd slice unit name ending in .slice")
     config = SamplerConfig(cgroup_root=args.cgroup_root, proc_root=args.proc_root, min_uid=args.min_uid,
                            pss_every=args.pss_every, user_processes=args.user_processes,
-                           run_root=args.run_root, home_filesystem=args.home_filesystem)
+                           run_root=args.run_root, home_filesystem=args.home_filesystem,
+                           node_name=args.node_name.strip(), users_slice=args.users_slice)
     if args.once:
         from .containers import ContainerDirectory
         sampler = Sampler(config, directory=ContainerDirectory(watch_events=False))

@@ -22,8 +22,8 @@ from . import cgroups, homes, ooms, procs, slices
 from .containers import ContainerDirectory
 from .counters import CounterState, advance
 from .nvml import Nvml, NvmlReading
-from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, HomeUsage, Host, OomEvent,
-                       Snapshot, UserGpu, UserSample)
+from .snapshot import (ContainerInfo, ContainerSample, GpuDevice, GpuProcess, Health, HomeUsage, Host, Node,
+                       OomEvent, Snapshot, UserGpu, UserSample)
 
 log = logging.getLogger(__name__)
 USER_PROCESSES = ("auto", "slices", "proc")
@@ -44,10 +44,27 @@ class SamplerConfig:
     limits_every: int = 12   # re-read a container's limits every N samples (they change on docker update)
     home_filesystem: str = ""   # mount point whose user quotas are read (hubmetrics.homes); "": none
     homes_every: int = 6     # re-read the homes' use every N samples (a walk of every uid's quota)
+    node_name: str = ""      # this node's name, the `node` label of the per-user/per-container series
+    users_slice: str = "jupyterhub-users.slice"   # whose limits are the node's guarantee capacity
 
     def __post_init__(self):
         if self.user_processes not in USER_PROCESSES:
             raise ValueError(f"user_processes {self.user_processes!r}: allowed: {', '.join(USER_PROCESSES)}")
+
+
+def node_capacity(name: str, users_slice: cgroups.Limits | None, host: Host,
+                  users: Iterable[UserSample]) -> Node:
+    """The node's guarantee capacity (the users' slice's limits; the host's CPUs or memory where
+    the slice sets none) and the guarantees its running containers hold."""
+    users = list(users)
+    cpus = users_slice.cpu_limit_cores if users_slice else None
+    mem = users_slice.memory_limit_bytes if users_slice else None
+    return Node(name=name,
+                capacity_cpus=float(cpus if cpus is not None else host.cpus),
+                capacity_mem_bytes=int(mem if mem is not None else host.memory_total_bytes),
+                capacity_source="users_slice" if cpus is not None or mem is not None else "host",
+                guaranteed_cpus=round(sum(u.cpu_guarantee_cores for u in users), 9),
+                guaranteed_mem_bytes=sum(u.memory_guarantee_bytes for u in users))
 
 
 def free_gpus(devices: Iterable[GpuDevice], containers: Iterable[ContainerInfo]) -> int:
@@ -159,6 +176,7 @@ class Sampler:
         self._read_homes = read_homes
         self._homes: tuple[tuple[HomeUsage, ...], bool] = ((), False)
         self._names: dict[int, str] = {}
+        self._slice_limits: cgroups.Limits | None = None
         self._sample_no = 0
         self._host_memory = 0
         self._slices = self._slice_layout()
@@ -226,10 +244,21 @@ class Sampler:
             cgroup_mode=self._mode,
             process_source=self.process_source,
         )
-        return Snapshot(time=self._clock(), host=host, containers=tuple(containers),
-                        users=build_users(containers, container_cpu, outside, process_cpu, user_gpus,
-                                          oom_kills, self._recent_ooms),
-                        gpus=gpu.devices, user_gpus=user_gpus, health=health, homes=home_usage)
+        users = build_users(containers, container_cpu, outside, process_cpu, user_gpus, oom_kills, self._recent_ooms)
+        return Snapshot(time=self._clock(), host=host, containers=tuple(containers), users=users,
+                        gpus=gpu.devices, user_gpus=user_gpus, health=health, homes=home_usage,
+                        node=node_capacity(cfg.node_name, self._users_slice_limits(), host, users))
+
+    def _users_slice_limits(self) -> cgroups.Limits | None:
+        """The users' slice's limits, re-read every limits_every samples (they change only when
+        the slice unit does)."""
+        cfg = self.config
+        if (self._sample_no - 1) % max(1, cfg.limits_every) == 0:
+            init = cgroups.read_proc_cgroup(cfg.proc_root, 1)
+            where = cgroups.locate_slice(cfg.cgroup_root, self._mode, cfg.users_slice,
+                                         cgroups.parse_proc_cgroup(init) if init else None)
+            self._slice_limits = cgroups.read_limits(where) if where else None
+        return self._slice_limits
 
     def _home_usage(self) -> tuple[tuple[HomeUsage, ...], bool]:
         """Users' (uid >= min_uid) use and quota on home_filesystem, re-read every homes_every

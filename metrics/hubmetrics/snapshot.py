@@ -130,6 +130,28 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Node:
+    """This node (one server, or one swarm node) and what its users may be guaranteed: the users'
+    slice's own limits (its MemoryMax and CPUQuota, which the swarm role also writes as node
+    labels), else the host's CPUs and memory, as the spawner's admission counts them on one
+    server. `guaranteed_*`: the guarantees (labels) of the containers this node's dockerd runs."""
+    name: str = ""
+    capacity_cpus: float = 0.0
+    capacity_mem_bytes: int = 0
+    capacity_source: str = "host"     # "users_slice" (the slice's limits) or "host"
+    guaranteed_cpus: float = 0.0
+    guaranteed_mem_bytes: int = 0
+
+    @property
+    def free_cpus(self) -> float:
+        return max(0.0, round(self.capacity_cpus - self.guaranteed_cpus, 9))
+
+    @property
+    def free_mem_bytes(self) -> int:
+        return max(0, self.capacity_mem_bytes - self.guaranteed_mem_bytes)
+
+
+@dataclass(frozen=True)
 class Health:
     """How the sample went: which sources answered, and the exporter's own cost."""
     sample_duration_seconds: float = 0.0
@@ -152,11 +174,22 @@ class Snapshot:
     user_gpus: tuple[UserGpu, ...] = ()
     health: Health = field(default_factory=Health)
     homes: tuple[HomeUsage, ...] = ()   # empty unless the exporter reads a homes' filesystem
+    node: Node = field(default_factory=Node)
 
     def to_json(self) -> dict:
         """The `/api/snapshot` document, exactly as docs/contracts.md describes it."""
         return {
             "time": self.time,
+            "node": {
+                "name": self.node.name,
+                "capacity_cpus": self.node.capacity_cpus,
+                "capacity_mem_bytes": self.node.capacity_mem_bytes,
+                "capacity_source": self.node.capacity_source,
+                "guaranteed_cpus": self.node.guaranteed_cpus,
+                "guaranteed_mem_bytes": self.node.guaranteed_mem_bytes,
+                "free_cpus": self.node.free_cpus,
+                "free_mem_bytes": self.node.free_mem_bytes,
+            },
             "host": {
                 "cpus": self.host.cpus,
                 "memory_total_bytes": self.host.memory_total_bytes,

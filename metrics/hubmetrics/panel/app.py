@@ -14,12 +14,12 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
-from traitlets import Float, Unicode, default, validate
+from traitlets import Float, List, Unicode, default, validate
 from traitlets.config import Application, TraitError
 
 from .handlers import HostAPIHandler, MeAPIHandler, PageHandler, UsersAPIHandler
 from .hubpage import environment
-from .sampler import Sampler
+from .sampler import Cluster
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_SNAPSHOT_URL = "http://127.0.0.1:9945/api/snapshot"
@@ -33,6 +33,7 @@ class ResourcePanel(Application):
 
     aliases = {
         "snapshot-url": "ResourcePanel.snapshot_url",
+        "snapshot-urls": "ResourcePanel.snapshot_urls",
         "sample-interval": "ResourcePanel.sample_interval",
         "history-seconds": "ResourcePanel.history_seconds",
         "log-level": "Application.log_level",
@@ -42,6 +43,13 @@ class ResourcePanel(Application):
         DEFAULT_SNAPSHOT_URL,
         config=True,
         help="The exporter's snapshot JSON (docs/contracts.md); the exporter listens on loopback.",
+    )
+    snapshot_urls = List(
+        Unicode(),
+        config=True,
+        help="Every node's exporter snapshot on a swarm (one per node, the hub's own first; the metrics "
+             "role renders them from the inventory as metrics_snapshot_urls). Empty (default): only "
+             "snapshot_url, one server.",
     )
     sample_interval = Float(
         5.0, config=True, help="Seconds between two snapshot fetches (and history points)."
@@ -83,6 +91,18 @@ class ResourcePanel(Application):
             )
         return proposal.value
 
+    @validate("snapshot_urls")
+    def _check_urls(self, proposal):
+        for value in proposal.value:
+            url = urlparse(value)
+            if url.scheme not in ("http", "https") or not url.hostname:
+                raise TraitError(f"snapshot_urls item {value!r} is not a URL; allowed: http://HOST[:PORT]/PATH or https://...")
+        return proposal.value
+
+    def urls(self):
+        """The exporters read: snapshot_urls, else snapshot_url alone."""
+        return list(self.snapshot_urls) or [self.snapshot_url]
+
     @validate("sample_interval", "history_seconds")
     def _check_positive(self, proposal):
         if not proposal.value > 0:
@@ -100,7 +120,7 @@ class ResourcePanel(Application):
         return max(2, round(self.history_seconds / self.sample_interval))
 
     def make_sampler(self):
-        return Sampler(self.snapshot_url, self.sample_interval, self.history_points())
+        return Cluster(self.urls(), self.sample_interval, self.history_points())
 
     def make_app(self, sampler):
         prefix = self.service_prefix
@@ -138,7 +158,7 @@ class ResourcePanel(Application):
             "Resource panel at %s (prefix %s), reading %s every %ss",
             self.service_url,
             self.service_prefix,
-            self.snapshot_url,
+            ", ".join(self.urls()),
             self.sample_interval,
         )
         sampler.start()

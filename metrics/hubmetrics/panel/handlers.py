@@ -65,12 +65,16 @@ class APIHandler(BaseHandler):
 
 
 class MeAPIHandler(APIHandler):
-    """The logged-in user's own use, history and the host's free capacity."""
+    """The logged-in user's own use and history (from the node their server runs on, named in
+    `node`), the host's and every node's free capacity (`cluster`)."""
 
     @web.authenticated
     def get(self):
-        s = self.sampler
-        self.write_json(views.me_view(s.snapshot, s.history, self.user_name, s.error))
+        s = self.sampler.for_user(self.user_name)  # the node running the user's server
+        view = views.me_view(s.snapshot, s.history, self.user_name, s.error)
+        view["node"] = views.node_name(s.snapshot, s.url) if views.runs_on(s.snapshot, self.user_name) else None
+        view["cluster"] = views.cluster_view(self.sampler.nodes())
+        self.write_json(view)
 
 
 class UsersAPIHandler(APIHandler):
@@ -80,17 +84,18 @@ class UsersAPIHandler(APIHandler):
     def get(self):
         if not self.is_admin:
             raise web.HTTPError(403, "only hub admins may list every user's use")
-        s = self.sampler
-        self.write_json(views.admin_view(s.snapshot, s.history, s.error))
+        self.write_json(views.cluster_admin_view(
+            [(s.url, s.snapshot, s.error, s.history) for s in self.sampler.samplers]))
 
 
 class HostAPIHandler(APIHandler):
-    """The machine's capacity and free resources, for any logged-in user."""
+    """The machine's capacity and free resources, and every node's free guarantee capacity (a
+    swarm), for any logged-in user."""
 
     @web.authenticated
     def get(self):
         s = self.sampler
-        self.write_json(views.capacity_view(s.snapshot, s.error))
+        self.write_json(dict(views.capacity_view(s.snapshot, s.error), cluster=views.cluster_view(s.nodes())))
 
 
 class PageHandler(BaseHandler):

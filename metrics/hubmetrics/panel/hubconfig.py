@@ -23,6 +23,7 @@ def service_definition(
 ):
     """The entry for `c.JupyterHub.services`: a hub-managed service run as `user`.
 
+    `snapshot_url`: the exporter's snapshot URL, or a list of every node's on a swarm.
     `user` must be an unprivileged system user (the hub starts the process
     with that uid when it runs as root); the panel only reads the exporter on
     loopback, so it needs no rights on the host.
@@ -34,6 +35,9 @@ def service_definition(
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"service_definition port {port!r}: allowed: an integer 1-65535")
     command = [python or sys.executable, "-m", "hubmetrics.panel"]
+    if isinstance(snapshot_url, (list, tuple)):  # every node's exporter (a swarm), the hub's first
+        command += [f"--snapshot-urls={url}" for url in snapshot_url]
+        snapshot_url = None
     for flag, value in (
         ("--snapshot-url", snapshot_url),
         ("--sample-interval", sample_interval),

@@ -85,3 +85,56 @@ class Sampler:
     def stop(self):
         if self._callback is not None:
             self._callback.stop()
+
+
+class Cluster:
+    """One Sampler per node's exporter (a swarm; one server: just one), fetched together.
+
+    The first URL is the hub's own node: its snapshot, history and error stand for "the
+    machine" wherever one node is meant (the page's interval, a user without a server). A
+    user's own numbers come from the node whose exporter lists their server (`for_user`).
+    """
+
+    def __init__(self, urls, interval_seconds, history_points, timeout_seconds=5.0):
+        urls = list(urls)
+        if not urls:
+            raise ValueError("snapshot_urls: empty; allowed: one or more exporter snapshot URLs")
+        self.samplers = [Sampler(url, interval_seconds, history_points, timeout_seconds) for url in urls]
+        self.interval_seconds = float(interval_seconds)
+        self._callback = None
+
+    @property
+    def primary(self):
+        return self.samplers[0]
+
+    # what a single Sampler offers, for the node the hub runs on
+    snapshot = property(lambda self: self.primary.snapshot)
+    history = property(lambda self: self.primary.history)
+    error = property(lambda self: self.primary.error)
+
+    def for_user(self, user):
+        """The sampler of the node running the user's server, else the hub's own. A node that
+        stopped answering keeps its last snapshot and its error: a user whose server was there
+        sees their last numbers with that error, not "no server"."""
+        from .views import runs_on
+        listed = [s for s in self.samplers if runs_on(s.snapshot, user)]
+        return next((s for s in listed if s.error is None), listed[0] if listed else self.primary)
+
+    def nodes(self):
+        """(url, snapshot, error) per node, for views.cluster_view."""
+        return [(s.url, s.snapshot, s.error) for s in self.samplers]
+
+    async def sample_once(self):
+        """Fetch every node's snapshot at once; one slow or dead node delays the others by at
+        most its timeout and never fails them."""
+        import asyncio
+        return await asyncio.gather(*(s.sample_once() for s in self.samplers))
+
+    def start(self):
+        self._callback = PeriodicCallback(self.sample_once, self.interval_seconds * 1000)
+        self._callback.start()
+        IOLoop.current().add_callback(self.sample_once)
+
+    def stop(self):
+        if self._callback is not None:
+            self._callback.stop()

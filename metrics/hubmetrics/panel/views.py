@@ -128,3 +128,67 @@ def admin_view(snapshot, history, error=None):
 def capacity_view(snapshot, error=None):
     """Only the machine's free capacity (for the spawn page), no user numbers."""
     return {"host": host_view(snapshot), **_status(snapshot, error)}
+
+
+# --- several nodes (a swarm: one exporter per node) ------------------------------------------
+
+NODE_KEYS = ("capacity_cpus", "capacity_mem_bytes", "guaranteed_cpus", "guaranteed_mem_bytes",
+             "free_cpus", "free_mem_bytes")
+TOTAL_KEYS = NODE_KEYS + ("gpus_total", "gpus_free")
+
+
+def node_name(snapshot, url):
+    """The node's name as its exporter gives it (snapshot `node.name`), else the URL's host."""
+    from urllib.parse import urlparse
+    return ((snapshot or {}).get("node") or {}).get("name") or urlparse(url).hostname or url
+
+
+def node_view(url, snapshot, error):
+    """One node's guarantee capacity, what is free of it, and its GPUs. A node whose exporter
+    did not answer in the last fetch is `up: false` with the error, and no numbers (its last
+    ones would be taken for the present)."""
+    up = snapshot is not None and error is None
+    node = (snapshot or {}).get("node") or {}
+    host = (snapshot or {}).get("host") or {}
+    view = {"name": node_name(snapshot, url), "up": up, "error": error}
+    view.update({key: node.get(key) if up else None for key in NODE_KEYS})
+    gpus = up and host.get("nvml_available")
+    view["gpus_total"] = host.get("gpus_total") if gpus else (0 if up else None)
+    view["gpus_free"] = host.get("gpus_free") if gpus else (0 if up else None)
+    return view
+
+
+def cluster_view(nodes):
+    """Every node (as node_view) and the cluster's totals over the nodes that answered.
+    `nodes`: (url, snapshot, error) per node, in the configured order."""
+    views = [node_view(url, snapshot, error) for url, snapshot, error in nodes]
+    up = [v for v in views if v["up"]]
+    total = {key: sum(v[key] or 0 for v in up) for key in TOTAL_KEYS}
+    total["capacity_cpus"] = round(total["capacity_cpus"], 9)
+    total["free_cpus"] = round(total["free_cpus"], 9)
+    total["guaranteed_cpus"] = round(total["guaranteed_cpus"], 9)
+    total.update(nodes_up=len(up), nodes_total=len(views))
+    return {"nodes": views, "total": total}
+
+
+def runs_on(snapshot, user):
+    """True if the snapshot lists a running server (container) of the user."""
+    return bool(((snapshot or {}).get("users", {}).get(user) or {}).get("containers"))
+
+
+def cluster_admin_view(nodes):
+    """admin_view over every node: each user's use with the node it runs on (a user with
+    servers on two nodes is listed once per node, as `name@node`)."""
+    users, first = {}, None
+    for url, snapshot, error, history in nodes:
+        view = admin_view(snapshot, history, error)
+        first = first or view
+        name = node_name(snapshot, url)
+        for user, use in view["users"].items():
+            if use is None:
+                continue
+            key = user if user not in users else f"{user}@{name}"
+            users[key] = dict(use, node=name)
+    out = dict(first or admin_view(None, None))
+    out["users"] = dict(sorted(users.items()))
+    return out

@@ -8,6 +8,7 @@ own usage - total_inactive_file read around the sample (the bash loops hold thei
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from tests.integration.metrics.conftest import DockerSocketProxy, cgroup_file, f
 from tests.harness.exposition import samples as series
 
 pytestmark = pytest.mark.integration
+NODE = ("node", socket.gethostname())   # the exporter's default --node-name
 EXPORTER = shutil.which("hubmetrics-exporter") or os.path.join(os.path.dirname(sys.executable), "hubmetrics-exporter")
 
 
@@ -55,29 +57,29 @@ def test_once_reports_each_user_within_tolerance(burning_containers, ssh_user_pr
     after = {c.id: (cgroup_cpu(c.id), cgroup_working_set(c.id)) for c in burning_containers}
 
     for c in burning_containers:
-        key = (("container", c.name), ("user", c.user))
+        key = (("container", c.name), NODE, ("user", c.user))
         cpu = got[("jupyterhub_container_cpu_seconds_total", key)]
         assert before[c.id][0] <= cpu <= after[c.id][0]
-        assert before[c.id][0] <= got[("jupyterhub_user_cpu_seconds_total", (("user", c.user),))] <= after[c.id][0]
+        assert before[c.id][0] <= got[("jupyterhub_user_cpu_seconds_total", (NODE, ("user", c.user)))] <= after[c.id][0]
         ws = got[("jupyterhub_container_memory_working_set_bytes", key)]
         low, high = sorted((before[c.id][1], after[c.id][1]))
         assert low * 0.95 <= ws <= high * 1.05
         assert ws >= c.mib * 2 ** 20  # the bash variable is really there
-        assert got[("jupyterhub_user_memory_working_set_bytes", (("user", c.user),))] == ws
+        assert got[("jupyterhub_user_memory_working_set_bytes", (NODE, ("user", c.user)))] == ws
         assert got[("jupyterhub_container_memory_limit_bytes", key)] == 512 * 2 ** 20
         assert got[("jupyterhub_container_memory_reservation_bytes", key)] == 128 * 2 ** 20
-        assert got[("jupyterhub_user_memory_limit_bytes", (("user", c.user),))] == 512 * 2 ** 20
-        assert got[("jupyterhub_user_cpu_limit_cores", (("user", c.user),))] == 0.5
-        assert got[("jupyterhub_user_cpu_guarantee_cores", (("user", c.user),))] == 0.25
+        assert got[("jupyterhub_user_memory_limit_bytes", (NODE, ("user", c.user)))] == 512 * 2 ** 20
+        assert got[("jupyterhub_user_cpu_limit_cores", (NODE, ("user", c.user)))] == 0.5
+        assert got[("jupyterhub_user_cpu_guarantee_cores", (NODE, ("user", c.user)))] == 0.25
         assert got[("jupyterhub_container_pids", key)] >= 1
         # the container's own processes run as the user's uid but are not "outside" processes
-        assert ("jupyterhub_user_process_cpu_seconds_total", (("user", c.user),)) not in got
+        assert ("jupyterhub_user_process_cpu_seconds_total", (NODE, ("user", c.user))) not in got
         # GPU: the fake NVML's process pid -> /proc/<pid>/cgroup -> container -> user
-        assert got[("jupyterhub_user_gpu_memory_used_bytes", (("gpu", c.gpu), ("user", c.user)))] == \
+        assert got[("jupyterhub_user_gpu_memory_used_bytes", (("gpu", c.gpu), NODE, ("user", c.user)))] == \
             (3 if c.gpu == "0" else 5) * 2 ** 30
     alice, bob = burning_containers
-    assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "0"), ("user", alice.user)))] == pytest.approx(0.8)
-    assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "1"), ("user", bob.user)))] == pytest.approx(0.4)
+    assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "0"), NODE, ("user", alice.user)))] == pytest.approx(0.8)
+    assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "1"), NODE, ("user", bob.user)))] == pytest.approx(0.4)
     assert not any(name.startswith("jupyterhub_user_gpu") and ("user", alice.user) in labels and ("gpu", "1") in labels
                    for name, labels in got)
     assert got[("jupyterhub_host_gpus", ())] == 3
@@ -85,7 +87,7 @@ def test_once_reports_each_user_within_tolerance(burning_containers, ssh_user_pr
     assert got[("hubmetrics_nvml_up", ())] == 1
     # the SSH user's process outside containers
     carol, _ = ssh_user_process
-    assert got[("jupyterhub_user_process_memory_pss_bytes", (("user", carol.pw_name),))] >= 40 * 2 ** 20
+    assert got[("jupyterhub_user_process_memory_pss_bytes", (NODE, ("user", carol.pw_name)))] >= 40 * 2 ** 20
     # and promtool has nothing to say about the live exposition
     promtool = shutil.which("promtool")
     if promtool:

@@ -5,6 +5,7 @@ real Prometheus scraping the exporter and the hub. Shared by the tests in this f
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -207,7 +208,8 @@ def prometheus(tmp_path_factory, exporter, panel_hub):
     config = work / "prometheus.yml"
     config.write_text(render_prometheus_config(
         prometheus_scrape_interval="1s",
-        hubmetrics_exporter_address=exporter.removeprefix("http://"),
+        # one target labelled with the exporter's node (its default --node-name), as the role renders it
+        hubmetrics_exporter_targets=[{"address": exporter.removeprefix("http://"), "node": socket.gethostname()}],
         jupyterhub_metrics_address=f"{panel_hub.hub_ip}:{panel_hub.hub_port}",
         jupyterhub_metrics_token_file=str(token_file)))
     port = free_port()

@@ -146,3 +146,36 @@ def test_unknown_container_and_removed_cgroup(tmp_path):
     shutil.rmtree(d)
     with pytest.raises(OSError):
         cgroups.read_stats(where)
+
+
+# --- the users' slice: the node's guarantee capacity (hubmetrics.sampler.node_capacity) ---------
+
+def test_v2_users_slice_limits_are_read_like_a_containers(tmp_path):
+    root = v2_root(tmp_path)
+    v2_container(root, "jupyterhub.slice/jupyterhub-users.slice",
+                 Numbers(memory_max=20 * 1024 ** 3, cpu_quota_us=350_000))
+    where = cgroups.locate_slice(str(root), cgroups.V2, "jupyterhub-users.slice")
+    limits = cgroups.read_limits(where)
+    assert (limits.memory_limit_bytes, limits.cpu_limit_cores) == (20 * 1024 ** 3, 3.5)
+    assert cgroups.locate_slice(str(root), cgroups.V2, "other-users.slice") is None
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_v1_users_slice_also_under_a_containers_systemd(tmp_path, nested):
+    """A systemd host container with the host's cgroup namespace (the test swarm's nodes): its
+    systemd's tree, the users' slice included, is below PID 1's own cgroup's parent."""
+    root = v1_root(tmp_path)
+    base = "docker/" + CID + "/" if nested else ""
+    v1_container(root, base + "jupyterhub.slice/jupyterhub-users.slice",
+                 Numbers(memory_max=3 * 1024 ** 3, cpu_quota_us=150_000))
+    init = cgroups.parse_proc_cgroup(proc_cgroup_v1(base + "init.scope"))
+    where = cgroups.locate_slice(str(root), cgroups.HYBRID, "jupyterhub-users.slice", init)
+    limits = cgroups.read_limits(where)
+    assert (limits.memory_limit_bytes, limits.cpu_limit_cores) == (3 * 1024 ** 3, 1.5)
+
+
+def test_v1_users_slice_without_limits_reads_none(tmp_path):
+    root = v1_root(tmp_path)
+    v1_container(root, "jupyterhub.slice/jupyterhub-users.slice", Numbers(memory_max=None, cpu_quota_us=None))
+    limits = cgroups.read_limits(cgroups.locate_slice(str(root), cgroups.V1, "jupyterhub-users.slice"))
+    assert (limits.memory_limit_bytes, limits.cpu_limit_cores) == (None, None)

@@ -11,7 +11,7 @@ from hubmetrics.exporter import make_registry
 from hubmetrics.nvml import Nvml
 from hubmetrics.sampler import Sampler, SamplerConfig
 from hubmetrics.snapshot import (CgroupStats, ContainerInfo, ContainerSample, GpuDevice, Health, HomeUsage, Host,
-                                 Snapshot, UserGpu, UserSample)
+                                 Node, Snapshot, UserGpu, UserSample)
 from tests.harness.exposition import samples
 
 PROMTOOL = shutil.which("promtool")
@@ -34,6 +34,7 @@ def gpu_snapshot() -> Snapshot:
         health=Health(0.01, (("cgroups", True), ("docker", True), ("nvml", True)),
                       (("cgroups", 0), ("docker", 2), ("nvml", 0)), "v2"),
         homes=(HomeUsage("alice", 3 * 2 ** 20, 20 * 2 ** 30), HomeUsage("carol", 4096, 0)),
+        node=Node("hub1", 3.5, 20 * 2 ** 30, "users_slice", 0.5, 2 ** 30),
     )
 
 
@@ -61,19 +62,27 @@ def test_every_promised_series_is_there():
         "jupyterhub_user_home_bytes", "jupyterhub_user_home_quota_bytes",
     ]:
         assert name in names, name
-    assert got[("jupyterhub_user_cpu_seconds_total", (("user", "alice"),))] == 12.5
-    assert got[("jupyterhub_container_oom_kills_total", (("container", "jupyter-alice"), ("user", "alice")))] == 1
-    assert got[("jupyterhub_user_oom_kills_total", (("user", "alice"),))] == 3
-    assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "0"), ("user", "alice")))] == 0.5
-    assert got[("jupyterhub_user_process_cpu_seconds_total", (("user", "carol"),))] == 3.0
-    assert ("jupyterhub_user_cpu_seconds_total", (("user", "carol"),)) not in got  # carol has no container
+    assert got[("jupyterhub_user_cpu_seconds_total", (("node", "hub1"), ("user", "alice")))] == 12.5
+    assert got[("jupyterhub_container_oom_kills_total", (("container", "jupyter-alice"), ("node", "hub1"), ("user", "alice")))] == 1
+    assert got[("jupyterhub_user_oom_kills_total", (("node", "hub1"), ("user", "alice")))] == 3
+    assert got[("jupyterhub_user_gpu_utilization_ratio", (("gpu", "0"), ("node", "hub1"), ("user", "alice")))] == 0.5
+    assert got[("jupyterhub_user_process_cpu_seconds_total", (("node", "hub1"), ("user", "carol")))] == 3.0
+    assert ("jupyterhub_user_cpu_seconds_total", (("node", "hub1"), ("user", "carol"))) not in got  # carol has no container
     assert got[("jupyterhub_host_gpus_free", ())] == 1
     assert got[("hubmetrics_sample_errors_total", (("source", "docker"),))] == 2
     assert got[("hubmetrics_nvml_up", ())] == 1
-    assert got[("jupyterhub_user_home_bytes", (("user", "alice"),))] == 3 * 2 ** 20
-    assert got[("jupyterhub_user_home_quota_bytes", (("user", "alice"),))] == 20 * 2 ** 30
-    assert got[("jupyterhub_user_home_bytes", (("user", "carol"),))] == 4096
-    assert ("jupyterhub_user_home_quota_bytes", (("user", "carol"),)) not in got  # no quota: absent, not 0
+    assert got[("jupyterhub_user_home_bytes", (("node", "hub1"), ("user", "alice")))] == 3 * 2 ** 20
+    assert got[("jupyterhub_user_home_quota_bytes", (("node", "hub1"), ("user", "alice")))] == 20 * 2 ** 30
+    assert got[("jupyterhub_user_home_bytes", (("node", "hub1"), ("user", "carol")))] == 4096
+    assert ("jupyterhub_user_home_quota_bytes", (("node", "hub1"), ("user", "carol"))) not in got  # no quota: absent, not 0
+    assert got[("jupyterhub_node_cpu_guarantee_capacity_cores", (("node", "hub1"),))] == 3.5
+    assert got[("jupyterhub_node_memory_guarantee_capacity_bytes", (("node", "hub1"),))] == 20 * 2 ** 30
+    assert got[("jupyterhub_node_cpu_guaranteed_cores", (("node", "hub1"),))] == 0.5
+    assert got[("jupyterhub_node_memory_guaranteed_bytes", (("node", "hub1"),))] == 2 ** 30
+    # every per-user, per-container and per-GPU series names the node (a swarm's exporters share names)
+    for name, labels in got:
+        if name.startswith(("jupyterhub_user_", "jupyterhub_container_", "jupyterhub_gpu_", "jupyterhub_node_")):
+            assert ("node", "hub1") in labels, (name, labels)
     # no limit in the cgroup: the series is absent rather than a made-up number
     assert not any(name == "jupyterhub_container_memory_limit_bytes" for name, _ in got)
 

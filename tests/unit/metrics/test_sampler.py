@@ -108,3 +108,24 @@ def test_gpu_use_is_attributed_to_process_owners():
     assert got[("bob", "0")].utilization_ratio == pytest.approx(0.3)
     assert got[("carol", "2")].utilization_ratio == pytest.approx(0.25)   # held, no process yet
     assert got[("carol", "2")].memory_used_bytes == 0
+
+
+# --- the node's guarantee capacity ---------------------------------------------------------------
+
+def test_node_capacity_is_the_users_slice_else_the_host():
+    from hubmetrics.cgroups import Limits
+    from hubmetrics.sampler import node_capacity
+    from hubmetrics.snapshot import Host, UserSample
+    host = Host(cpus=8, memory_total_bytes=64 * 2 ** 30, memory_available_bytes=0)
+    users = [UserSample("a", cpu_guarantee_cores=0.1, memory_guarantee_bytes=2 ** 30),
+             UserSample("b", cpu_guarantee_cores=0.2, memory_guarantee_bytes=2 ** 29), UserSample("ssh-only")]
+    node = node_capacity("n1", Limits(20 * 2 ** 30, 0, 3.5), host, users)
+    assert (node.name, node.capacity_cpus, node.capacity_mem_bytes, node.capacity_source) == \
+        ("n1", 3.5, 20 * 2 ** 30, "users_slice")
+    assert (node.guaranteed_cpus, node.guaranteed_mem_bytes) == (0.3, 3 * 2 ** 29)   # 0.1 + 0.2, no float dust
+    assert (node.free_cpus, node.free_mem_bytes) == (3.2, 20 * 2 ** 30 - 3 * 2 ** 29)
+    only_memory = node_capacity("n1", Limits(2 ** 30, 0, None), host, users)
+    assert (only_memory.capacity_cpus, only_memory.capacity_mem_bytes) == (8.0, 2 ** 30)
+    assert only_memory.free_mem_bytes == 0   # over-guaranteed: free is 0, never negative
+    bare = node_capacity("n1", None, host, ())
+    assert (bare.capacity_cpus, bare.capacity_mem_bytes, bare.capacity_source) == (8.0, 64 * 2 ** 30, "host")

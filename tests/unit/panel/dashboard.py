@@ -13,7 +13,7 @@ PROMETHEUS_TEMPLATE = REPO / "metrics" / "prometheus" / "prometheus.yml.j2"
 
 # What Grafana substitutes before querying: "All" users, and a rate window of
 # at least four scrape intervals (the tests scrape every second).
-GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$user": ".*"}
+GRAFANA_VARIABLES = {"$__rate_interval": "15s", "$user": ".*", "$node": ".*"}
 
 # Expressions that only return data when a GPU (or the fake NVML library) is present.
 GPU_METRICS = ("_gpu_",)

@@ -93,3 +93,18 @@ def test_dashboard_job_names_match_the_scrape_config(job):
     config = yaml.safe_load(render_prometheus_config())
     assert job in {j["job_name"] for j in config["scrape_configs"]}
     assert any('job=~"' in e and job in e or f'job="{job}"' in e for _, _, e in expressions())
+
+
+def test_panels_per_node_and_a_node_variable():
+    dash = load_dashboard()
+    (node_var,) = [v for v in dash["templating"]["list"] if v["name"] == "node"]
+    assert node_var["includeAll"] and node_var["multi"] and "node" in node_var["definition"]
+    titles = {p["title"] for p in panels(dash)}
+    for wanted in ("CPU per node", "Memory per node", "GPU memory per node", "CPU per user on a node",
+                   "Memory per user on a node", "GPU memory per user on a node"):
+        assert wanted in titles, wanted
+    # every per-user, per-container and per-node series is narrowed to the chosen nodes
+    raw = [(p["title"], t["expr"]) for p in panels(dash) for t in p["targets"]]
+    for title, expr in raw:
+        for selector in re.findall(r"\b(jupyterhub_(?:user|container|node|gpu|host)_\w+)(\{[^}]*\})?", expr):
+            assert 'node=~"$node"' in selector[1], f"{title}: {selector[0]} is not narrowed to $node"

@@ -64,3 +64,12 @@ def test_panel_reads_the_hub_environment(monkeypatch):
     assert app.service_prefix == "/jh/services/resources/"
     assert app.hub_prefix == "/jh/hub/"
     assert app.history_points() == 150
+
+
+def test_service_reads_every_nodes_exporter_when_given_a_list():
+    urls = ["http://127.0.0.1:9945/api/snapshot", "http://10.0.0.2:9945/api/snapshot"]
+    command = panel.service_definition(user="hubmetrics-panel", snapshot_url=urls)["command"]
+    assert [a for a in command if a.startswith("--snapshot")] == [f"--snapshot-urls={u}" for u in urls]
+    app = ResourcePanel()
+    app.initialize([a for a in command if a.startswith("--snapshot")])
+    assert app.urls() == urls

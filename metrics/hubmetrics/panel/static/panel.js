@@ -150,19 +150,57 @@
     var tbody = document.querySelector("#users-table tbody");
     if (!tbody) { return; }
     while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
+    if ($("users-node-head")) { $("users-node-head").hidden = !severalNodes; }
     Object.keys(data.users).sort().forEach(function (name) {
       var u = data.users[name] || {};
       var tr = document.createElement("tr");
       tr.dataset.user = name;
       [name, cores(u.cpu_cores), limitCores(u.cpu_limit_cores), bytes(u.memory_working_set_bytes),
         limitBytes(u.memory_limit_bytes), bytes(u.gpu_memory_used_bytes),
-        (u.gpus || []).join(", ")].forEach(function (text) {
+        (u.gpus || []).join(", ")].concat(severalNodes ? [u.node || "–"] : []).forEach(function (text) {
         var td = document.createElement("td");
         td.textContent = text;
         tr.appendChild(td);
       });
       tbody.appendChild(tr);
     });
+  }
+
+  // A swarm: every node's free guarantee capacity and the total; hidden with one node.
+  var severalNodes = false;  // a swarm: the admins' table names each user's node
+  function showCluster(cluster) {
+    var many = severalNodes = !!cluster && cluster.nodes.length > 1;
+    ["cluster", "cluster-line"].forEach(function (id) { var el = $(id); if (el) { el.hidden = !many; } });
+    if (!many) { return; }
+    var t = cluster.total;
+    setText("total-cpus", cores(t.free_cpus) + " of " + cores(t.capacity_cpus));
+    setText("total-mem", bytes(t.free_mem_bytes) + " of " + bytes(t.capacity_mem_bytes));
+    setText("total-gpus", t.gpus_free + " of " + t.gpus_total);
+    setText("nodes-up", t.nodes_up + " of " + t.nodes_total + " nodes answering");
+    var tbody = document.querySelector("#nodes-table tbody");
+    if (!tbody) { return; }
+    while (tbody.firstChild) { tbody.removeChild(tbody.firstChild); }
+    cluster.nodes.forEach(function (n) {
+      var tr = document.createElement("tr");
+      tr.dataset.node = n.name;
+      var cells = n.up ? [n.name, cores(n.free_cpus) + " of " + cores(n.capacity_cpus),
+        bytes(n.free_mem_bytes) + " of " + bytes(n.capacity_mem_bytes), n.gpus_free + " of " + n.gpus_total]
+        : [n.name, "not answering: " + (n.error || "no data yet"), "–", "–"];
+      if (!n.up) { tr.className = "down"; }
+      cells.forEach(function (text) {
+        var td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      });
+      tbody.appendChild(tr);
+    });
+  }
+
+  function showNode(name) {
+    var line = $("node-line");
+    if (!line) { return; }
+    line.hidden = !name;
+    setText("user-node", name || "–");
   }
 
   function getJSON(path) {
@@ -176,9 +214,12 @@
   function poll() {
     var done;
     if (capacityOnly) {
-      done = getJSON("host").then(function (d) { showHost(d.host); status(d); });
+      done = getJSON("host").then(function (d) { showHost(d.host); showCluster(d.cluster); status(d); });
     } else {
-      done = getJSON("me").then(function (d) { showHost(d.host); showMe(d); status(d); });
+      done = getJSON("me").then(function (d) {
+        showHost(d.host); showMe(d); showCluster(d.cluster); status(d);
+        showNode(d.cluster && d.cluster.nodes.length > 1 ? d.node : null);  // one server: as before
+      });
       if (isAdmin) { done = done.then(function () { return getJSON("users"); }).then(showUsers); }
     }
     done.catch(function (e) { status(null, e.message); })
