@@ -109,7 +109,7 @@ class DockerSwarmProfileSpawner(DockerSystemProfileSpawner, SwarmSpawner):
             inputs = swarm.ServiceInputs(
                 name=self.object_name, username=self.user.name, uid=account.pw_uid, gid=account.pw_gid,
                 groups=groups, home=self.homedir, env=self.get_env(), args=tuple(await self.get_command()),
-                port=self.port, mounts=tuple(self.mounts), scope_labels=dict(self.scope_labels),
+                port=self.port, mounts=swarm.volume_mounts(self.volume_binds), scope_labels=dict(self.scope_labels),
                 pids_limit=self.pids_limit)
             spec = swarm.service_spec(req, node, inputs)
             self.log.info("Spawning %s on node %s: %s", self.user.name, node.hostname, req)
@@ -124,20 +124,18 @@ class DockerSwarmProfileSpawner(DockerSystemProfileSpawner, SwarmSpawner):
         deadline = started + min(self.task_start_timeout, self.start_timeout)
         pending_since = None
         while True:
-            task = await self.get_task()
-            if task is None:
-                raise swarm.TaskError(f"service {self.service_name} has no task")
-            problem = swarm.task_problem(task, self.service_name)
+            task = await self.get_task()  # None for a moment: the manager makes the task after the service
+            problem = swarm.task_problem(task, self.service_name) if task else None
             if problem:
                 raise swarm.TaskError(problem)
-            status = task.get("Status") or {}
-            state = status.get("State", "")
+            status = (task or {}).get("Status") or {}
+            state = status.get("State", "") if task else "not created"
             if state == "running" and (status.get("PortStatus") or {}).get("Ports"):
                 return
             now = time.monotonic()
-            pending_since = (pending_since or now) if state == "pending" else None
+            pending_since = (pending_since or now) if state in ("pending", "not created") else None
             if pending_since and now - pending_since > self.task_pending_timeout:
-                raise swarm.TaskError(f"the task of service {self.service_name} was pending for "
+                raise swarm.TaskError(f"the task of service {self.service_name} was {state} for "
                                       f"{now - pending_since:.0f}s: {status.get('Err') or status.get('Message')}")
             if now > deadline:
                 raise swarm.TaskError(f"the task of service {self.service_name} is still {state} after "

@@ -17,7 +17,7 @@ class Probe(DockerSwarmProfileSpawner):
         self.object_name = "jupyter-ann"
 
     async def get_task(self):
-        return self._tasks.pop(0) if len(self._tasks) > 1 else self._tasks[0]
+        return self._tasks.pop(0) if len(self._tasks) > 1 else self._tasks[0]  # the last one stays
 
     async def docker(self, method, *args, **kwargs):
         assert method == "inspect_node"
@@ -42,7 +42,7 @@ def test_options_are_configurable_with_help(name):
 
 
 async def test_a_rejected_task_raises_swarms_reason():
-    probe = Probe([task("pending"), task("rejected", err="invalid mount config for type \"bind\"")])
+    probe = Probe([None, task("pending"), task("rejected", err="invalid mount config for type \"bind\"")])
     with pytest.raises(swarm.TaskError, match="jupyter-ann is rejected: invalid mount config"):
         await probe.start_object()
 
@@ -50,6 +50,12 @@ async def test_a_rejected_task_raises_swarms_reason():
 async def test_a_task_pending_too_long_fails():
     probe = Probe([task("pending", err="no suitable node")], task_pending_timeout=0.6)
     with pytest.raises(swarm.TaskError, match=r"was pending for \ds: no suitable node"):
+        await probe.start_object()
+
+
+async def test_a_service_whose_task_never_comes_fails():
+    probe = Probe([None], task_pending_timeout=0.6)
+    with pytest.raises(swarm.TaskError, match=r"was not created for \ds"):
         await probe.start_object()
 
 
