@@ -227,7 +227,7 @@ class ServiceInputs:
     env: Dict[str, str]
     args: Tuple[str, ...]
     port: int
-    mounts: Tuple[dict, ...] = ()  # home (and configured) binds, docker Mount dicts
+    mounts: Tuple[dict, ...] = ()  # home (and configured) volumes: volume_mounts()
     scope_labels: Dict[str, str] = field(default_factory=dict)
     pids_limit: int = 1024
 
@@ -240,6 +240,15 @@ def service_labels(req: SpawnRequest, inputs: ServiceInputs) -> dict:
 def host_config_label(req: SpawnRequest, pids_limit: int) -> str:
     """The HOST_CONFIG label: what the node agent restores, JSON with sorted keys."""
     return json.dumps(dockerargs.node_host_config(req, pids_limit), sort_keys=True)
+
+
+def volume_mounts(volume_binds) -> Tuple[dict, ...]:
+    """dockerspawner's volume_binds (``{source: {bind, mode: ro|rw}}``, SystemUserSpawner's home
+    entry ``{bind, ro: bool}``) as service mounts: a path is a bind, anything else a named volume.
+    (SwarmSpawner.mounts reads only ``mode`` and fails on the home entry.)"""
+    return tuple(Mount(target=vol["bind"], source=source, type="bind" if source.startswith("/") else "volume",
+                       read_only=vol.get("mode") == "ro" or vol.get("ro") is True)
+                 for source, vol in volume_binds.items())
 
 
 def service_spec(req: SpawnRequest, node: Node, inputs: ServiceInputs) -> dict:

@@ -279,3 +279,11 @@ def test_task_problem_and_address():
     assert swarm.task_address(task, api_node("n1", "node1", addr="172.30.77.3"), 8888) == ("172.30.77.3", 30001)
     with pytest.raises(swarm.TaskError, match="publishes no host port for 9999"):
         swarm.task_address(task, api_node("n1", "node1"), 9999)
+
+
+def test_volume_binds_become_service_mounts():
+    mounts = swarm.volume_mounts({"/srv/homes/ann": {"bind": "/srv/homes/ann", "ro": False},
+                                  "/srv/ro": {"bind": "/ro", "mode": "ro"}, "certs": {"bind": "/certs", "mode": "ro"}})
+    assert [(m["Source"], m["Target"], m["Type"], m["ReadOnly"]) for m in mounts] == [
+        ("/srv/homes/ann", "/srv/homes/ann", "bind", False), ("/srv/ro", "/ro", "bind", True),
+        ("certs", "/certs", "volume", True)]
