@@ -265,8 +265,9 @@ def stop_swarm() -> None:
     if names:
         subprocess.run(["docker", "rm", "-f", "-v", *names], capture_output=True)
     subprocess.run(["docker", "network", "rm", NETWORK], capture_output=True)
-    if SOCKET.exists() or SOCKET.is_socket():
-        SOCKET.unlink(missing_ok=True)
+    SOCKET.unlink(missing_ok=True)
+    if SOCKET_DIR.is_dir():
+        SOCKET_DIR.rmdir()
 
 
 def remove_homes() -> None:
