@@ -8,6 +8,7 @@ imported without JupyterHub; the spawner class is loaded lazily so that
 from .profiles import ProfilesError, effective_profile, load_profiles
 
 __all__ = [
+    "DockerSwarmProfileSpawner",
     "DockerSystemProfileSpawner",
     "ProfilesError",
     "effective_profile",
@@ -30,4 +31,8 @@ def __getattr__(name):
         from .spawner import DockerSystemProfileSpawner
 
         return DockerSystemProfileSpawner
+    if name == "DockerSwarmProfileSpawner":
+        from .swarmspawner import DockerSwarmProfileSpawner
+
+        return DockerSwarmProfileSpawner
     raise AttributeError(name)

@@ -91,6 +91,17 @@ def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="", besteffort
     return hc
 
 
+# what a swarm service cannot express and the node agent restores with container.update()
+# (docs/contracts.md "Swarm"); the rest of host_config is either in the service spec or lost
+NODE_RESTORED = ("cpu_shares", "mem_reservation", "memswap_limit", "pids_limit")
+
+
+def node_host_config(req: SpawnRequest, pids_limit=1024) -> dict:
+    """The host_config subset (same values) a swarm node must restore on the task's container."""
+    hc = host_config(req, pids_limit)
+    return {key: hc[key] for key in NODE_RESTORED if key in hc}
+
+
 def tmpfs_options(size: int) -> str:
     """Mount options of /tmp: sticky and world-writable like a disk /tmp, no device files, no setuid."""
     return f"rw,nosuid,nodev,size={int(size)},mode=1777"
