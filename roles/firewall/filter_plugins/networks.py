@@ -96,7 +96,8 @@ def stale_port_rules(ufw_status, comment_prefix, wanted):
     return stale
 
 
-SWARM_NODE_PORTS = (("7946", "tcp"), ("7946", "udp"), ("4789", "udp"))
+# 7946 gossip is tcp and udp: one ufw rule without a protocol ("any") covers both.
+SWARM_NODE_PORTS = (("7946", "any"), ("4789", "udp"))
 SWARM_MANAGER_PORTS = (("2377", "tcp"),)
 
 

@@ -58,11 +58,11 @@ def test_membership_tells_this_swarm_from_another():
 
 def test_swarm_rules_open_the_swarm_ports_to_the_peers_and_the_hubs_ports_to_the_hub():
     manager = networks.swarm_rules(["192.0.2.11"], [], True, "32768:60999", 9945)
-    assert manager == [["7946", "tcp", "192.0.2.11"], ["7946", "udp", "192.0.2.11"],
-                       ["4789", "udp", "192.0.2.11"], ["2377", "tcp", "192.0.2.11"]]
+    assert manager == [["7946", "any", "192.0.2.11"], ["4789", "udp", "192.0.2.11"],
+                       ["2377", "tcp", "192.0.2.11"]]
     worker = networks.swarm_rules(["192.0.2.10", "192.0.2.12"], ["192.0.2.10"], False,
                                   "32768:60999", 9945)
     assert ["2377", "tcp", "192.0.2.10"] not in worker
     assert worker[-2:] == [["32768:60999", "tcp", "192.0.2.10"], ["9945", "tcp", "192.0.2.10"]]
-    assert len(worker) == 8
+    assert len(worker) == 6
     assert networks.swarm_rules([], [], True, "32768:60999", 9945) == []
