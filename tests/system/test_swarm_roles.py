@@ -4,6 +4,8 @@ node ([jupyterhub_nodes]); one ansible-playbook run (-v) converges docker, the f
 swarm role into both. Everything asserted is read back from the live hosts: `docker node ls`
 and `docker node inspect` on the manager, `systemctl show` of each users' slice, `docker info`,
 a container's cgroup, connections through ufw from the other node and from an outsider.
+The hosts' image has the packages of the docker and firewall roles already installed
+(tests/system/swarm/host-image; installing them is test_base_roles.py's), for the time budget.
 """
 import json
 import os
