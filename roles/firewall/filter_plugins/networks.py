@@ -96,9 +96,26 @@ def stale_port_rules(ufw_status, comment_prefix, wanted):
     return stale
 
 
+# 7946 gossip is tcp and udp: one ufw rule without a protocol ("any") covers both.
+SWARM_NODE_PORTS = (("7946", "any"), ("4789", "udp"))
+SWARM_MANAGER_PORTS = (("2377", "tcp"),)
+
+
+def swarm_rules(peers, hub_addresses, is_manager, published_ports, exporter_port):
+    """The [port, proto, source] allows of one swarm node: gossip and VXLAN from every other
+    node, the manager's port from the workers (on the manager), and on a worker the servers'
+    published ports and the exporter's port from the hub only."""
+    ports = SWARM_NODE_PORTS + (SWARM_MANAGER_PORTS if is_manager else ())
+    rules = [[port, proto, str(peer)] for peer in peers or [] for port, proto in ports]
+    rules += [[str(port), "tcp", str(hub)] for hub in hub_addresses or []
+              for port in (published_ports, exporter_port)]
+    return rules
+
+
 class FilterModule:
-    """Filters: cidr_problems, ip_in_networks, stale_sources, stale_port_rules."""
+    """Filters: cidr_problems, ip_in_networks, stale_sources, stale_port_rules, swarm_rules."""
 
     def filters(self):
         return {"cidr_problems": cidr_problems, "ip_in_networks": ip_in_networks,
-                "stale_sources": stale_sources, "stale_port_rules": stale_port_rules}
+                "stale_sources": stale_sources, "stale_port_rules": stale_port_rules,
+                "swarm_rules": swarm_rules}
