@@ -15,6 +15,6 @@ GPUS = PREFIX + "gpus"
 
 ALL = (USER, RESOURCE_PROFILE, IMAGE_PROFILE, CPU_LIMIT, MEM_LIMIT, CPU_GUARANTEE, MEM_GUARANTEE, GPUS)
 
-# Swarm task containers (issue 12): the docker-py container.update() arguments a swarm service
+# Swarm task containers: the docker-py container.update() arguments a swarm service
 # cannot express, as JSON; the node agent (nodeagent.py) applies them. Not a per-user series label.
 HOST_CONFIG = PREFIX + "host-config"

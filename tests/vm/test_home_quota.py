@@ -165,6 +165,7 @@ def test_nfs_roles_export_and_mount_the_homes_and_a_second_run_changes_nothing(n
 
 def test_through_nfs_a_user_writes_as_their_uid_and_the_quota_holds(nfs_vm):
     nfs_home = f"{NFS_MOUNT}/{USER}"
+    nfs_vm.ssh("python3", "-c", PY + f"import quota; quota.apply_quota({UID}, {LIMIT}, '{HOME}')")  # the spawner's
     small = as_user(nfs_vm, f"echo hello > {nfs_home}/over-nfs && stat -c %u {HOME}/over-nfs")
     assert small.returncode == 0 and small.stdout.strip() == str(UID), small.stdout + small.stderr
     dd = as_user(nfs_vm, f"dd if=/dev/zero of={nfs_home}/big-nfs bs=1M count=12 conv=fsync")

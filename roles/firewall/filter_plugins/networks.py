@@ -101,11 +101,13 @@ SWARM_NODE_PORTS = (("7946", "any"), ("4789", "udp"))
 SWARM_MANAGER_PORTS = (("2377", "tcp"),)
 
 
-def swarm_rules(peers, hub_addresses, is_manager, published_ports, exporter_port):
+def swarm_rules(peers, hub_addresses, is_manager, published_ports, exporter_port, manager_extra_ports=()):
     """The [port, proto, source] allows of one swarm node: gossip and VXLAN from every other
-    node, the manager's port from the workers (on the manager), and on a worker the servers'
-    published ports and the exporter's port from the hub only."""
-    ports = SWARM_NODE_PORTS + (SWARM_MANAGER_PORTS if is_manager else ())
+    node, the manager's port (and `manager_extra_ports`, [port, proto] pairs: the homes' NFS)
+    from the workers (on the manager), and on a worker the servers' published ports and the
+    exporter's port from the hub only."""
+    extra = tuple((str(port), proto) for port, proto in manager_extra_ports or ())
+    ports = SWARM_NODE_PORTS + (SWARM_MANAGER_PORTS + extra if is_manager else ())
     rules = [[port, proto, str(peer)] for peer in peers or [] for port, proto in ports]
     rules += [[str(port), "tcp", str(hub)] for hub in hub_addresses or []
               for port in (published_ports, exporter_port)]

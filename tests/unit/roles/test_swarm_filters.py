@@ -66,3 +66,10 @@ def test_swarm_rules_open_the_swarm_ports_to_the_peers_and_the_hubs_ports_to_the
     assert worker[-2:] == [["32768:60999", "tcp", "192.0.2.10"], ["9945", "tcp", "192.0.2.10"]]
     assert len(worker) == 6
     assert networks.swarm_rules([], [], True, "32768:60999", 9945) == []
+
+
+def test_the_manager_opens_its_extra_ports_to_the_workers_only():
+    manager = networks.swarm_rules(["192.0.2.11"], [], True, "32768:60999", 9945, [["2049", "tcp"]])
+    assert ["2049", "tcp", "192.0.2.11"] in manager and ["2377", "tcp", "192.0.2.11"] in manager
+    worker = networks.swarm_rules(["192.0.2.10"], ["192.0.2.10"], False, "32768:60999", 9945, [["2049", "tcp"]])
+    assert not [rule for rule in worker if rule[0] in ("2049", "2377")]
