@@ -19,7 +19,7 @@ from traitlets import Float
 
 from . import labels, swarm
 from .capacity import detect_host
-from .errors import SpawnRefused
+from .errors import FAILED_DEPENDENCY, SpawnRefused
 from .form import render_form
 from .request import build_request
 from .running import RunningServer
@@ -116,6 +116,15 @@ class DockerSwarmProfileSpawner(DockerSystemProfileSpawner, SwarmSpawner):
             return await self.docker("create_service", **spec)
         finally:
             _PLACED.pop(self.object_name, None)
+
+    async def start(self):
+        """DockerSystemProfileSpawner's start (it removes the service of a failed start); a task
+        swarm could not run is a 424 with swarm's reason, never a 500."""
+        try:
+            return await super().start()
+        except swarm.TaskError as e:
+            raise web.HTTPError(FAILED_DEPENDENCY, f"Cannot start the server of {self.user.name!r} on the "
+                                                   f"swarm: {e}") from None
 
     async def start_object(self):
         """Wait (bounded) until the task runs and publishes its port; a task rejected, failed or

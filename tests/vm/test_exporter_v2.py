@@ -27,6 +27,7 @@ import pytest
 
 from tests.vm.exporter_bed import LIB, M, PORT, SSH_USER, UNIT, Bed, Server, exporter_bed, probe
 from tests.harness.exposition import samples
+from tests.harness.vm import HOSTNAME
 
 pytestmark = pytest.mark.vm
 
@@ -101,7 +102,14 @@ def check_containers_and_users(bed: Bed, get, before: dict, after: dict) -> dict
 
 
 def getter(text: str):
-    table = samples(text)
+    """`get(name, **labels)` of the served samples; every per-user/per-container series carries the
+    exporter's `node` label, which must be the VM's own hostname (the exporter's default)."""
+    table, nodes = {}, set()
+    for (name, pairs), value in samples(text).items():
+        kept = tuple(pair for pair in pairs if pair[0] != "node")
+        nodes.update(v for k, v in pairs if k == "node")
+        table[(name, kept)] = value
+    assert nodes == {HOSTNAME}, nodes
 
     def get(name, **labels):
         key = (name, tuple(sorted(labels.items())))
