@@ -263,8 +263,11 @@ def converge_agent(node, workdir):
     node.host.exec("sh", "-c", f"mkdir -p {AGENT_VENV}/bin /etc/systemd/system/jbm-node-agent.service.d")
     node.host.exec("sh", "-c", f"cat > {AGENT_VENV}/bin/jbm-node-agent && chmod 755 {AGENT_VENV}/bin/jbm-node-agent",
                    input=f"#!{VENV}/bin/python\nimport sys\nfrom hubmetrics.nodeagent import main\nsys.exit(main())\n")
+    # the checkout may be under /tmp or a home, which the unit's PrivateTmp and ProtectHome hide:
+    # bound into its namespace read-only (the product's venv is in /opt)
     node.host.exec("sh", "-c", "cat > /etc/systemd/system/jbm-node-agent.service.d/test.conf",
-                   input=f"[Service]\nEnvironment=PYTHONPATH={METRICS_SRC}\n")
+                   input=f"[Service]\nEnvironment=PYTHONPATH={METRICS_SRC}\n"
+                         f"BindReadOnlyPaths={VENV} {METRICS_SRC}\n")
     playbook = workdir / "node_agent.yml"
     playbook.write_text(yaml.safe_dump([{
         "name": "The node agent", "hosts": "all", "gather_facts": False,
