@@ -126,23 +126,26 @@ def locate(root: str, mode: str, container_id: str, proc_cgroup: dict[str, str] 
     The init process's /proc/<pid>/cgroup (proc_cgroup) is the truth whatever the cgroup driver;
     without it (process gone, pid unknown) we try Docker's known layouts, then search.
     """
+    def find(base: str, controller: str) -> str | None:
+        rel = (proc_cgroup or {}).get(controller)
+        return _first_dir(base, [rel] if rel and container_id in rel else []) \
+            or _first_dir(base, candidate_paths(container_id, cgroup_parent)) \
+            or _search(base, container_id)
+    return _locate(root, mode, find)
+
+
+def _locate(root: str, mode: str, find) -> ContainerCgroup | None:
+    """The directories `find(base, controller)` gives under each hierarchy: v2's one (controller
+    ""), or every v1 controller's (the memory one required); None when there are none."""
     if mode == V2:
-        rel = (proc_cgroup or {}).get("")
-        found = _first_dir(root, [rel] if rel and container_id in rel else []) \
-            or _first_dir(root, candidate_paths(container_id, cgroup_parent)) \
-            or _search(root, container_id)
+        found = find(root, "")
         return ContainerCgroup(V2, (("", found),)) if found else None
     if mode not in (V1, HYBRID):
         return None
     dirs = []
     for controller in V1_CONTROLLERS:
         base = v1_controller_dir(root, controller)
-        if base is None:
-            continue
-        rel = (proc_cgroup or {}).get(controller)
-        found = _first_dir(base, [rel] if rel and container_id in rel else []) \
-            or _first_dir(base, candidate_paths(container_id, cgroup_parent)) \
-            or _search(base, container_id)
+        found = find(base, controller) if base else None
         if found:
             dirs.append((controller, found))
     return ContainerCgroup(mode, tuple(dirs)) if dict(dirs).get("memory") else None
@@ -359,19 +362,7 @@ def locate_slice(root: str, mode: str, slice_name: str, proc_cgroup: dict[str, s
         own = (proc_cgroup or {}).get(controller, "")
         prefixes = [os.path.dirname(own.rstrip("/"))] if own.rstrip("/").endswith("init.scope") else []
         return _first_dir(base, [f"{p.strip('/')}/{rel}".lstrip("/") for p in prefixes] + [rel])
-
-    if mode == V2:
-        found = under(root, "")
-        return ContainerCgroup(V2, (("", found),)) if found else None
-    if mode not in (V1, HYBRID):
-        return None
-    dirs = []
-    for controller in V1_CONTROLLERS:
-        base = v1_controller_dir(root, controller)
-        found = under(base, controller) if base else None
-        if found:
-            dirs.append((controller, found))
-    return ContainerCgroup(mode, tuple(dirs)) if dict(dirs).get("memory") else None
+    return _locate(root, mode, under)
 
 
 def reached_own_limit(cg: ContainerCgroup) -> bool:

@@ -33,3 +33,20 @@ def stop_group(process: subprocess.Popen | None, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def wait_for(what: str, check, timeout: float, interval: float = 0.5, errors=(OSError, ValueError, KeyError)):
+    """Poll `check()` until it returns something truthy, and return that; fail naming `what` and
+    the last value or error (one of `errors`; requests' errors are OSErrors) after `timeout`
+    seconds. A test's bounded wait, never a timing assertion."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except errors as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {what}; last: {last!r}")

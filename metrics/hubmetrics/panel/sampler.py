@@ -41,7 +41,22 @@ def parse_snapshot(body):
     return snapshot
 
 
-class Sampler:
+class _Periodic:
+    """`sample_once` now and then every `interval_seconds` on the running IOLoop."""
+    _callback = None
+
+    def start(self):
+        """Sample now and then every interval on the running IOLoop."""
+        self._callback = PeriodicCallback(self.sample_once, self.interval_seconds * 1000)
+        self._callback.start()
+        IOLoop.current().add_callback(self.sample_once)
+
+    def stop(self):
+        if self._callback is not None:
+            self._callback.stop()
+
+
+class Sampler(_Periodic):
     """Holds the latest snapshot, the history, and the last error."""
 
     def __init__(self, url, interval_seconds, history_points, timeout_seconds=5.0):
@@ -52,7 +67,6 @@ class Sampler:
         self.snapshot = None
         self.error = None
         self.last_attempt = None
-        self._callback = None
 
     async def sample_once(self):
         """Fetch one snapshot; on failure keep the previous one and record why."""
@@ -76,18 +90,8 @@ class Sampler:
         log.warning("%s", self.error)
         return False
 
-    def start(self):
-        """Sample now and then every interval on the running IOLoop."""
-        self._callback = PeriodicCallback(self.sample_once, self.interval_seconds * 1000)
-        self._callback.start()
-        IOLoop.current().add_callback(self.sample_once)
 
-    def stop(self):
-        if self._callback is not None:
-            self._callback.stop()
-
-
-class Cluster:
+class Cluster(_Periodic):
     """One Sampler per node's exporter (a swarm; one server: just one), fetched together.
 
     The first URL is the hub's own node: its snapshot, history and error stand for "the
@@ -101,7 +105,6 @@ class Cluster:
             raise ValueError("snapshot_urls: empty; allowed: one or more exporter snapshot URLs")
         self.samplers = [Sampler(url, interval_seconds, history_points, timeout_seconds) for url in urls]
         self.interval_seconds = float(interval_seconds)
-        self._callback = None
 
     @property
     def primary(self):
@@ -129,12 +132,3 @@ class Cluster:
         most its timeout and never fails them."""
         import asyncio
         return await asyncio.gather(*(s.sample_once() for s in self.samplers))
-
-    def start(self):
-        self._callback = PeriodicCallback(self.sample_once, self.interval_seconds * 1000)
-        self._callback.start()
-        IOLoop.current().add_callback(self.sample_once)
-
-    def stop(self):
-        if self._callback is not None:
-            self._callback.stop()

@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from hubmetrics.panel import handlers
 from hubmetrics.panel.app import ResourcePanel
 from tests.harness.hub import free_port
 from tests.harness.images import ensure_systemd_image
+from tests.harness import processes
 from tests.harness.processes import stop_group, wait_until_ready
 from tests.harness.systemd_host import SystemdHost, run_args
 from tests.unit.panel.dashboard import render_prometheus_config
@@ -58,17 +58,7 @@ def docker(*args, check=True):
 
 
 def wait_for(what, check, timeout=90.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (requests.RequestException, ValueError, KeyError) as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}; last: {last!r}")
+    return processes.wait_for(what, check, timeout, interval, (requests.RequestException, ValueError, KeyError))
 
 
 def user_container_args(user):

@@ -8,7 +8,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import requests
 import yaml
 
 from tests.fakenvml import build as fakenvml
+from tests.harness import processes
 from tests.harness.hub import Hub, free_port
 from tests.harness.profiles import sample_profiles
 from tests.unit.panel.dashboard import render_prometheus_config
@@ -40,18 +40,7 @@ JUPYTERHUB_PIN = "jupyterhub==6.1.1"  # as tests/requirements.txt
 
 
 def wait_for(what, check, timeout=120.0, interval=0.5):
-    """Poll `check()` until it returns something truthy; fail naming `what` (no timing asserts)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (requests.RequestException, ValueError, KeyError) as e:
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting for {what}; last: {last!r}")
+    return processes.wait_for(what, check, timeout, interval, (requests.RequestException, ValueError, KeyError))
 
 
 def docker(*args):
