@@ -21,7 +21,7 @@ APT_PACKAGES := docker.io debootstrap prometheus prometheus-process-exporter chr
 # LDAP: the tests' directory (tests/harness/ldap.py: slapd, ldapadd)
 APT_PACKAGES += slapd ldap-utils
 
-.PHONY: deps apt venv chp oidc-provider dockerd images vm-image test unit integration system vm bench lint sandbox clean
+.PHONY: deps apt venv chp oidc-provider dockerd images vm-image test unit integration system vm molecule bench lint sandbox clean
 
 deps: apt venv chp oidc-provider  ## everything the tests and the sandbox need on this machine
 
@@ -71,6 +71,11 @@ system: deps images
 
 vm: deps images
 	$(PY) -m pytest tests/vm
+
+# Every role's molecule scenario (roles/<role>/molecule/default); one role alone:
+# cd roles/<role> && PATH=$(CURDIR)/$(VENV)/bin:$$PATH molecule test
+molecule: deps images
+	$(PY) -m pytest tests/system/test_molecule.py
 
 test: deps images  ## the README's test command
 	$(PY) -m pytest

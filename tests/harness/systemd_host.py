@@ -97,9 +97,10 @@ class SystemdHost:
         subprocess.run(["docker", "rm", "-f", "-v", self.name], capture_output=True)
 
 
-def start_systemd_host(name: str, docker_inside: bool = False) -> SystemdHost:
-    """Start (replacing any leftover of the same name) and wait for boot."""
-    ensure_systemd_image()
+def start_systemd_host(name: str, docker_inside: bool = False, image: str | None = None) -> SystemdHost:
+    """Start (replacing any leftover of the same name) and wait for boot; `image`: one built
+    FROM the systemd image (default: that image)."""
+    image = image or ensure_systemd_image()
     host = SystemdHost(name)
     running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", name],
                              capture_output=True, text=True).stdout.strip() == "true"
@@ -107,6 +108,6 @@ def start_systemd_host(name: str, docker_inside: bool = False) -> SystemdHost:
         host.wait_booted()
         return host
     host.remove()
-    subprocess.run(run_args(name, docker_inside), check=True, capture_output=True)
+    subprocess.run(run_args(name, docker_inside, image), check=True, capture_output=True)
     host.wait_booted()
     return host

@@ -345,7 +345,9 @@ class VM:
 
     @classmethod
     def _launch(cls, name: str, image: VMImage, run_dir: Path, disk: Path,
-                loadvm: bool) -> "VM":
+                loadvm: bool, detached: bool = False) -> "VM":
+        """qemu for the VM; it dies with this process unless `detached` (a session of its own,
+        for a server that outlives its creator: tests/harness/molecule.py)."""
         port = _free_port()
         cmd = ["qemu-system-x86_64", "-name", name, *MACHINE, "-nodefaults", "-display", "none",
                "-kernel", str(image.kernel), "-initrd", str(image.initrd),
@@ -359,7 +361,8 @@ class VM:
             cmd += ["-loadvm", SNAPSHOT]
         with open(run_dir / "qemu.log", "wb") as log:
             process = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                       preexec_fn=_die_with_parent)
+                                       preexec_fn=None if detached else _die_with_parent,
+                                       start_new_session=detached)
         return cls(name, image, run_dir, port, process)
 
     def _failure(self, what: str) -> RuntimeError:
