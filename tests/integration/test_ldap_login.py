@@ -2,8 +2,8 @@
 (profilespawner.ldapauth.DirectoryLDAPAuthenticator = ldapauthenticator 2.0.2) against a real
 slapd (tests/harness/ldap.py), driven in headless Chromium through the hub's own login page.
 
-This machine's NSS is not pointed at the directory (it is shared; the system tier's
-test_ldap_client.py converges nslcd into a host container for that). Here the directory's users
+This machine's NSS is not pointed at the directory (it is shared; the ldap_client role's molecule
+scenario, roles/ldap_client/molecule/default, converges nslcd into a host container for that). Here the directory's users
 get local accounts with the directory's uid, gid and groups, which is what nslcd gives the
 spawner on a server.
 """
