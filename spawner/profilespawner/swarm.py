@@ -230,6 +230,7 @@ class ServiceInputs:
     mounts: Tuple[dict, ...] = ()  # home (and configured) volumes: volume_mounts()
     scope_labels: Dict[str, str] = field(default_factory=dict)
     pids_limit: int = 1024
+    networks: Tuple[str, ...] = ()  # the users' swarm network (the spawner's network_name), or none
 
 
 def service_labels(req: SpawnRequest, inputs: ServiceInputs) -> dict:
@@ -279,8 +280,13 @@ def service_spec(req: SpawnRequest, node: Node, inputs: ServiceInputs) -> dict:
                         placement=Placement(constraints=[f"{CONSTRAINT}{node.id}"]))
     endpoint = EndpointSpec(mode="dnsrr", ports=[{"Protocol": "tcp", "TargetPort": int(inputs.port),
                                                   "PublishMode": "host"}])
-    return {"name": inputs.name, "task_template": task, "labels": svc_labels,
+    spec = {"name": inputs.name, "task_template": task, "labels": svc_labels,
             "mode": ServiceMode("replicated", replicas=1), "endpoint_spec": endpoint}
+    if inputs.networks:
+        # the users' swarm network: on each node its bridge has no traffic between containers
+        # and admits new connections from the hub only (docs/contracts.md "Swarm")
+        spec["networks"] = list(inputs.networks)
+    return spec
 
 
 class TaskError(RuntimeError):

@@ -110,7 +110,7 @@ class DockerSwarmProfileSpawner(DockerSystemProfileSpawner, SwarmSpawner):
                 name=self.object_name, username=self.user.name, uid=account.pw_uid, gid=account.pw_gid,
                 groups=groups, home=self.homedir, env=self.get_env(), args=tuple(await self.get_command()),
                 port=self.port, mounts=swarm.volume_mounts(self.volume_binds), scope_labels=dict(self.scope_labels),
-                pids_limit=self.pids_limit)
+                pids_limit=self.pids_limit, networks=(self.network_name,) if self.network_name else ())
             spec = swarm.service_spec(req, node, inputs)
             self.log.info("Spawning %s on node %s: %s", self.user.name, node.hostname, req)
             return await self.docker("create_service", **spec)

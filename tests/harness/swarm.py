@@ -10,6 +10,14 @@ image is loaded into every node; the test users exist with the same uid/gid here
 node; the homes are one directory of this machine bind-mounted at the same path into every node
 (this kernel has no NFS). Node 1's engine socket is in a directory bind-mounted from this machine
 (SOCKET_DIR), so the hub here talks to the manager.
+
+The users' network as the docker and swarm roles make it on a swarm: a config-only network of the
+role's settings on every node (bridge jbm-users0, enable_icc=false), the swarm-scoped network
+jupyterhub-users made from it on the manager, and the role's own rules script
+(roles/docker/files/jupyterhub-users-firewall) applied in every node with the settings the role
+writes there: new connections into the users' bridge admitted from the hub only (this machine,
+GATEWAY: the hub and its proxy run here), every node's address blocked to the containers but
+the hub API.
 """
 import json
 import pwd
@@ -22,6 +30,7 @@ from pathlib import Path
 
 from .images import CACHE_DIR, build_image, ensure_systemd_image
 from .systemd_host import SystemdHost, keep_hosts, run_args
+from .users_network import METADATA, RULES_SCRIPT
 
 PREFIX = "jbm-swarm-"
 NETWORK = "jbm-swarm-net"
@@ -36,6 +45,13 @@ SOCKET = SOCKET_DIR / "docker.sock"
 CAPACITY_CPUS = "org.jupyterhub-baremetal.capacity-cpus"
 CAPACITY_MEM = "org.jupyterhub-baremetal.capacity-mem"
 GPUS = "org.jupyterhub-baremetal.gpus"
+# the users' network: the docker role's defaults (docker_users_network, _bridge, _gateway) on a
+# smaller subnet; the config-only network's name is the role's docker_users_network_config_only
+USERS_NETWORK = "jupyterhub-users"
+USERS_CONFIG_ONLY = f"{USERS_NETWORK}-config"
+USERS_SUBNET = "10.250.0.0/24"
+USERS_GATEWAY = "10.250.0.1"
+USERS_BRIDGE = "jbm-users0"
 
 NODE_DOCKERFILE = """\
 # A swarm node: the systemd host with Debian's docker.io (swarm mode is in it)
@@ -61,7 +77,7 @@ def hub_config() -> str:
 c.JupyterHub.spawner_class = "profilespawner.DockerSwarmProfileSpawner"
 c.JupyterHub.hub_ip = {GATEWAY!r}
 c.DockerSwarmProfileSpawner.client_kwargs = {{"base_url": "unix://{SOCKET}"}}
-c.DockerSwarmProfileSpawner.network_name = ""
+c.DockerSwarmProfileSpawner.network_name = {USERS_NETWORK!r}
 c.DockerSwarmProfileSpawner.use_internal_ip = False
 c.DockerSwarmProfileSpawner.cgroup_parent = ""
 c.Spawner.poll_interval = 3
@@ -174,6 +190,36 @@ class Swarm:
             self.manager.docker("service", "rm", *doomed, check=False)
 
 
+def users_rules_env(swarm: "Swarm", hub_port: int | None, egress: bool = True) -> dict[str, str]:
+    """What the docker role writes to a swarm node's /etc/default/jupyterhub-users-firewall:
+    the hub admitted, every swarm host's address blocked but the hub API. The hub runs here
+    (GATEWAY), not on the manager node as on a real swarm, so its address is blocked as the
+    hub's node's is there."""
+    blocked = [f"{METADATA}/32", f"{GATEWAY}/32"] + [f"{n.ip}/32" for n in swarm.nodes]
+    return {"JBM_USERS_BRIDGE": USERS_BRIDGE, "JBM_USERS_EGRESS": str(egress).lower(),
+            "JBM_USERS_BLOCKED": " ".join(blocked), "JBM_USERS_ADMIT": f"{GATEWAY}/32",
+            "JBM_USERS_HUB_API": f"{GATEWAY}:{hub_port}" if hub_port else ""}
+
+
+def users_rules(node: SwarmNode, action: str, env: dict[str, str]) -> None:
+    """Run the role's rules script in the node (`apply` or `remove`) with these settings."""
+    argv = ["docker", "exec", "-i"] + [a for k, v in env.items() for a in ("-e", f"{k}={v}")] + [node.name, "sh", "-s", action]
+    done = subprocess.run(argv, input=RULES_SCRIPT.read_text(), capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"{node.name}: {RULES_SCRIPT.name} {action} failed: {done.stderr}")
+
+
+def _users_network(swarm: "Swarm") -> None:
+    """The config-only network on every node, the swarm network from it on the manager."""
+    for node in swarm.nodes:
+        node.docker("network", "create", "--config-only", "--subnet", USERS_SUBNET, "--gateway", USERS_GATEWAY,
+                    "-o", f"com.docker.network.bridge.name={USERS_BRIDGE}",
+                    "-o", "com.docker.network.bridge.enable_icc=false",
+                    "-o", "com.docker.network.bridge.enable_ip_masquerade=true", USERS_CONFIG_ONLY)
+    swarm.manager.docker("network", "create", "--driver", "bridge", "--scope", "swarm",
+                         "--config-from", USERS_CONFIG_ONLY, USERS_NETWORK)
+
+
 def _exec_ok(host: SystemdHost, *cmd: str, timeout: float = 60) -> str:
     done = host.exec(*cmd, check=False, timeout=timeout)
     if done.returncode != 0:
@@ -220,9 +266,11 @@ def node_labels(cpus: str, mem: int, gpus: str) -> list[str]:
 
 
 def start_swarm(count: int, images: list[str], users: dict[str, pwd.struct_passwd],
-                capacities: list[tuple[str, int, str]]) -> Swarm:
+                capacities: list[tuple[str, int, str]], hub_port: int | None = None) -> Swarm:
     """Start `count` nodes, form the swarm, label node i with capacities[i] (cpus, mem bytes,
-    gpus), load the images and add the users on every node."""
+    gpus), make the users' network and its rules (`hub_port`: the hub API's, which the rules let
+    the containers reach whatever else they block), load the images and add the users on every
+    node."""
     image = ensure_node_image()
     archives = [image_archive(img) for img in images]
     stop_swarm()
@@ -243,6 +291,9 @@ def start_swarm(count: int, images: list[str], users: dict[str, pwd.struct_passw
         node.node_id = node.docker("info", "-f", "{{.Swarm.NodeID}}")
     for node, (cpus, mem, gpus) in zip(nodes, capacities, strict=True):
         manager.docker("node", "update", *node_labels(cpus, mem, gpus), node.node_id)
+    _users_network(swarm)
+    for node in nodes:
+        users_rules(node, "apply", users_rules_env(swarm, hub_port))
 
     def prepare(node: SwarmNode) -> None:
         for archive in archives:

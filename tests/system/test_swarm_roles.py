@@ -214,6 +214,67 @@ def test_ufw_lets_the_swarm_ports_in_from_the_other_node_only(swarm):
     assert "Anywhere" not in (hub_rules + node_rules).replace("Anywhere (v6)", "")
 
 
+def task_container(host: SystemdHost, service: str) -> str:
+    """The id of the service's running task container on `host` (bounded: about 60 s)."""
+    for _ in range(120):
+        found = host.exec("docker", "ps", "-q", "--filter",
+                          f"label=com.docker.swarm.service.name={service}").stdout.strip()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no running task of {service} on {host.name}")
+
+
+def test_users_servers_on_the_swarm_network_admit_the_hub_only(swarm):
+    """The users' swarm network and rules the roles made, with real connections: a server on the
+    worker (a task on jupyterhub-users, its port published in host mode as the spawner does) is
+    reached from the hub's address, not from the outsider (Docker's DNAT passes ufw: the rules'
+    REJECT stops it). A server on the hub's node reaches the hub API port through ufw (refused:
+    nothing listens here, so ufw let it in) but not the worker's published port (its traffic
+    would leave masqueraded as the hub's address)."""
+    image = ensure_systemd_image()  # has python3: a server and the probes
+    hub, node = manager(swarm), swarm["hosts"][NODE]
+    for host in (hub, node):
+        if host.exec("docker", "image", "inspect", image, check=False).returncode != 0:
+            host.load_image(image)
+    web, client = f"{PREFIX}web", f"{PREFIX}client"
+    try:
+        hub.exec("docker", "service", "create", "--detach", "--name", web, "--network", "jupyterhub-users",
+                 "--constraint", f"node.hostname=={NODE}", "--restart-condition", "none",
+                 "--publish", "mode=host,target=8888", image, "python3", "-m", "http.server", "8888")
+        hub.exec("docker", "service", "create", "--detach", "--name", client, "--network", "jupyterhub-users",
+                 "--constraint", f"node.hostname=={HUB}", "--restart-condition", "none", image, "sleep", "300")
+        task_container(node, web)
+        client_id = task_container(hub, client)
+        port = 0
+        for _ in range(60):  # bounded: the task reports its published port
+            tasks = hub.exec("docker", "service", "ps", "-q", "--filter", "desired-state=running", web).stdout.split()
+            ports = json.loads(hub.exec("docker", "inspect", tasks[0]).stdout)[0]["Status"].get(
+                "PortStatus", {}).get("Ports") if tasks else None
+            if ports:
+                port = ports[0]["PublishedPort"]
+                break
+            time.sleep(0.5)
+        assert port, hub.exec("docker", "service", "ps", "--no-trunc", web).stdout
+        for _ in range(20):  # bounded: python's server listens a moment after the task runs
+            if connect(HUB, IPS[NODE], port) == "open":
+                break
+            time.sleep(0.5)
+        probe = ("import socket\n"
+                 "for ip, port in ((%r, %d), (%r, 8081)):\n"
+                 "    try:\n"
+                 "        socket.create_connection((ip, port), 3).close(); print('open')\n"
+                 "    except ConnectionRefusedError: print('refused')\n"
+                 "    except OSError: print('dropped')\n") % (IPS[NODE], port, IPS[HUB])
+        from_hub_node_server = hub.exec("docker", "exec", client_id, "python3", "-c", probe).stdout.split()
+        results = {"hub": connect(HUB, IPS[NODE], port), "outsider": connect(OUTSIDER, IPS[NODE], port),
+                   "hub-node server": from_hub_node_server}
+        print(f"\nto the worker's server at {IPS[NODE]}:{port}: {results}")
+        assert results == {"hub": "open", "outsider": "dropped", "hub-node server": ["dropped", "refused"]}
+    finally:
+        hub.exec("docker", "service", "rm", web, client, check=False)
+
+
 def test_a_second_converge_changes_nothing(swarm):
     second = swarm["second"]
     assert second.returncode == 0, second.stdout[-6000:]

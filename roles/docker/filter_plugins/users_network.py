@@ -47,8 +47,42 @@ def users_network_problems(subnet, gateway, bridge, blocked):
     return problems
 
 
+def users_ingress_problems(hub_address, hub_port, sources, swarm_node):
+    """One message per bad value of who reaches the users' containers and where they reach the
+    hub ([] when all are good). A swarm node needs an ingress source (the hub): without one no
+    server on it could be reached."""
+    problems = []
+    try:
+        ipaddress.IPv4Address(str(hub_address))
+    except ValueError:
+        problems.append(f"docker_users_hub_address={hub_address!r} is not an IPv4 address (the hub API's "
+                        f"address as users' containers reach it: the users' network gateway, on a swarm "
+                        f"the hub's swarm_node_address)")
+    try:
+        port = int(str(hub_port))
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        problems.append(f"docker_users_hub_port={hub_port!r} is not a TCP port (1-65535)")
+    if isinstance(sources, str) or not isinstance(sources, (list, tuple)):
+        problems.append(f"docker_users_ingress_sources must be a list of IPv4 CIDR networks "
+                        f"(e.g. ['192.0.2.10/32'], the hub's address), got {sources!r}")
+        return problems
+    for index, value in enumerate(sources):
+        try:
+            ipaddress.IPv4Network(str(value), strict=True)
+        except ValueError as error:
+            problems.append(f"docker_users_ingress_sources[{index}]: {value!r} is not an IPv4 CIDR "
+                            f"network (e.g. 192.0.2.10/32): {error}")
+    if swarm_node and not sources:
+        problems.append("docker_users_ingress_sources=[] on a swarm node: the hub could reach no "
+                        "server on it; list the hub's address (its default, e.g. ['192.0.2.10/32'])")
+    return problems
+
+
 class FilterModule:
-    """Filters: users_network_problems."""
+    """Filters: users_network_problems, users_ingress_problems."""
 
     def filters(self):
-        return {"users_network_problems": users_network_problems}
+        return {"users_network_problems": users_network_problems,
+                "users_ingress_problems": users_ingress_problems}

@@ -4,6 +4,8 @@ One swarm and one hub for the module; the tests run in order and build on each o
 node 1 (manager, no GPU) and node 2 (one fake GPU) may each guarantee 1 core and 1 GiB.
 """
 import json
+import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +26,32 @@ M = 1024 ** 2
 USERS = ("jbmswann", "jbmswbob", "jbmswcat", "jbmswdan", "jbmsweve")  # no "-": dockerspawner escapes it in names
 GPU = "GPU-fake-0"
 HUB_ONLY = Path("/srv/jbm-swarm-hubonly")
+OUTSIDER_IP = "172.30.77.50"  # a container on the swarm's network that is not the hub
+
+# One bounded TCP connect per target (argv: ip:port ...), printed as JSON: 'open', 'refused'
+# (a RST: the port's host answered), 'unreachable' (an ICMP error, e.g. the rules' REJECT) or
+# 'timeout' (dropped).
+PROBE = """
+import errno, json, socket, sys
+out = []
+for target in sys.argv[1:]:
+    ip, port = target.rsplit(":", 1)
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((ip, int(port)))
+        out.append("open")
+    except ConnectionRefusedError:
+        out.append("refused")
+    except socket.timeout:
+        out.append("timeout")
+    except OSError as e:
+        out.append("unreachable" if e.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES,
+                                                  errno.EPERM) else f"error {e.errno}")
+    finally:
+        s.close()
+print(json.dumps(out))
+"""
 
 
 def swarm_profiles(image):
@@ -49,14 +77,14 @@ def cluster(tmp_path_factory, singleuser_image, system_users):
     users = {name: system_users(name) for name in USERS}
     started = time.monotonic()
     HUB_ONLY.mkdir(exist_ok=True)
+    workdir = tmp_path_factory.mktemp("swarmhub")
+    profiles_file = workdir / "profiles.yaml"
+    profiles_file.write_text(yaml.safe_dump(swarm_profiles(singleuser_image)))
+    hub = Hub(workdir=workdir, profiles_file=profiles_file, extra_config=harness.hub_config())
     try:
         swarm = harness.start_swarm(2, [singleuser_image], users,
-                                    [("1", G, ""), ("1", G, GPU)])
+                                    [("1", G, ""), ("1", G, GPU)], hub_port=hub.hub_port)
         print(f"swarm of 2 up in {time.monotonic() - started:.0f}s")
-        workdir = tmp_path_factory.mktemp("swarmhub")
-        profiles_file = workdir / "profiles.yaml"
-        profiles_file.write_text(yaml.safe_dump(swarm_profiles(singleuser_image)))
-        hub = Hub(workdir=workdir, profiles_file=profiles_file, extra_config=harness.hub_config())
         hub.start()
         try:
             yield swarm, hub
@@ -139,6 +167,109 @@ def test_gpus_are_exclusive_across_the_swarm(cluster):
     assert "gpus: no swarm node can take this server" in msg and "gpus 1" in msg
     assert "only 0 of 1 are free" in msg
     assert service(swarm, "jbmswdan") is None
+
+
+def published(swarm, user):
+    """(node address, published port, container address on the users' network) of the user's server."""
+    node, container = swarm.service_container(f"jupyter-{user}")
+    task = json.loads(swarm.manager.docker("inspect", swarm.manager.docker(
+        "service", "ps", "-q", "--filter", "desired-state=running", f"jupyter-{user}")))[0]
+    port = task["Status"]["PortStatus"]["Ports"][0]["PublishedPort"]
+    networks = container["NetworkSettings"]["Networks"]
+    assert list(networks) == [harness.USERS_NETWORK], networks  # the users' swarm network, and only it
+    return node.ip, port, networks[harness.USERS_NETWORK]["IPAddress"]
+
+
+def probe_from_server(swarm, user, *targets):
+    """Connect from inside the user's server container (as the user) to each 'ip:port'."""
+    node, container = swarm.service_container(f"jupyter-{user}")
+    return json.loads(node.docker("exec", container["Id"], "python3", "-c", PROBE, *targets, timeout=60))
+
+
+@pytest.fixture(scope="module")
+def outsider(cluster, singleuser_image):
+    """A container on the swarm's network (OUTSIDER_IP) that is not the hub: a neighbour of the nodes."""
+    name = f"{harness.PREFIX}outsider"
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    subprocess.run(["docker", "run", "-d", "--name", name, "--network", harness.NETWORK, "--ip", OUTSIDER_IP,
+                    "--entrypoint", "sleep", singleuser_image, "900"], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def probe_from_outsider(name, *targets):
+    done = subprocess.run(["docker", "exec", name, "python3", "-c", PROBE, *targets],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_users_server_accepts_connections_from_the_hub_only(cluster, outsider):
+    """ann on node 1; bob and cat on node 2, all on the users' swarm network. Real connections:
+    the hub (this machine, via the proxy and directly) reaches each server; a server reaches no
+    other server, on its node (container address) or on the other (node:published port); a
+    container on the nodes' network that is not the hub reaches no published port. Then the
+    rules are taken out of both nodes: the cross-node and outsider connections open (so it is
+    the rules that closed them), and are put back."""
+    swarm, hub = cluster
+    ann, bob, cat = (published(swarm, u) for u in ("jbmswann", "jbmswbob", "jbmswcat"))
+    assert ann[0] == "172.30.77.2" and bob[0] == cat[0] == "172.30.77.3", (ann, bob, cat)
+    for user in ("jbmswann", "jbmswbob", "jbmswcat"):  # the hub serves every server through the proxy
+        assert through_proxy(hub, user, "api/status").status_code == 200, user
+    for ip, port, _ in (ann, bob):  # and reaches the published ports itself (the hub's address)
+        socket.create_connection((ip, port), 5).close()
+    hub_api = f"{harness.GATEWAY}:{hub.hub_port}"
+    # from bob's server: cat's container on the same node, ann's published port on node 1; the
+    # hub API answers (the probe itself works)
+    from_bob = probe_from_server(swarm, "jbmswbob", f"{cat[2]}:8888", f"{ann[0]}:{ann[1]}", hub_api)
+    # from ann's server: bob's and cat's published ports on node 2
+    from_ann = probe_from_server(swarm, "jbmswann", f"{bob[0]}:{bob[1]}", f"{cat[0]}:{cat[1]}", hub_api)
+    from_outsider = probe_from_outsider(outsider, f"{ann[0]}:{ann[1]}", f"{bob[0]}:{bob[1]}",
+                                        f"{cat[0]}:{cat[1]}")
+    print(f"\nfrom bob: {from_bob}; from ann: {from_ann}; outsider: {from_outsider}")
+    assert from_bob[2] == from_ann[2] == "open"
+    # the same node: enable_icc=false and the rules' admit rule; the other node: the sender's node
+    # blocks every node's address (dropped), the receiver's admits the hub only (rejected)
+    closed = ("timeout", "unreachable")
+    assert from_bob[0] in closed and from_bob[1] in closed, from_bob
+    assert from_ann[0] in closed and from_ann[1] in closed, from_ann
+    assert from_outsider == ["unreachable"] * 3, from_outsider  # the receiving node's REJECT
+    # the control: without the rules in the nodes the same connections open
+    env = harness.users_rules_env(swarm, hub.hub_port)
+    for node in swarm.nodes:
+        harness.users_rules(node, "remove", env)
+    try:
+        bare_ann = probe_from_server(swarm, "jbmswann", f"{bob[0]}:{bob[1]}")
+        bare_outsider = probe_from_outsider(outsider, f"{ann[0]}:{ann[1]}", f"{bob[0]}:{bob[1]}")
+    finally:
+        for node in swarm.nodes:
+            harness.users_rules(node, "apply", env)
+    print(f"without the rules: from ann {bare_ann}; outsider {bare_outsider}")
+    assert bare_ann == ["open"] and bare_outsider == ["open", "open"], (bare_ann, bare_outsider)
+    assert probe_from_outsider(outsider, f"{bob[0]}:{bob[1]}") == ["unreachable"]
+
+
+def test_egress_off_on_a_swarm_node_keeps_the_hub_api(cluster, outsider):
+    """docker_users_egress false on node 2: bob's server still reaches the hub API (on another
+    host, whose address is blocked otherwise) and the hub still serves it; nothing else beyond
+    the node: a closed port of the outsider refuses (RST) with egress on and is unreachable (the
+    rules' REJECT) with it off."""
+    swarm, hub = cluster
+    node2 = swarm.nodes[1]
+    targets = (f"{harness.GATEWAY}:{hub.hub_port}", f"{OUTSIDER_IP}:9", f"{harness.GATEWAY}:9")
+    before = probe_from_server(swarm, "jbmswbob", *targets)
+    harness.users_rules(node2, "apply", harness.users_rules_env(swarm, hub.hub_port, egress=False))
+    try:
+        after = probe_from_server(swarm, "jbmswbob", *targets)
+        served = through_proxy(hub, "jbmswbob", "api/status").status_code
+    finally:
+        harness.users_rules(node2, "apply", harness.users_rules_env(swarm, hub.hub_port))
+    print(f"\negress on: {before}; off: {after}")
+    # the hub's host but the hub API: blocked (dropped) either way
+    assert before == ["open", "refused", "timeout"] and after == ["open", "unreachable", "timeout"], (before, after)
+    assert served == 200
 
 
 def test_nothing_fits_answers_409_naming_the_biggest_free_slot(cluster):

@@ -52,6 +52,23 @@ def test_users_network_problems_name_each_variable_and_value():
         "docker_users_network_subnet='10.250.0.0/30' is too small")
 
 
+def test_users_ingress_problems_name_each_variable_and_value():
+    check = load_filter("docker", "users_network").users_ingress_problems
+    assert check("10.250.0.1", 8081, [], False) == []  # a single server: nothing from beyond
+    assert check("192.0.2.10", "8081", ["192.0.2.10/32"], True) == []
+    assert check("192.0.2.10", 8081, [], True) == [
+        "docker_users_ingress_sources=[] on a swarm node: the hub could reach no server on it; list "
+        "the hub's address (its default, e.g. ['192.0.2.10/32'])"]
+    problems = check("", 0, ["192.0.2.10"], True)
+    assert problems[0].startswith("docker_users_hub_address='' is not an IPv4 address")
+    assert problems[1] == "docker_users_hub_port=0 is not a TCP port (1-65535)"
+    assert len(problems) == 2  # a host address is a /32 network
+    assert check("192.0.2.10", 8081, ["192.0.2.0/16"], True)[0].startswith(
+        "docker_users_ingress_sources[0]: '192.0.2.0/16' is not an IPv4 CIDR network")
+    assert check("192.0.2.10", 8081, "192.0.2.10/32", True)[0].startswith(
+        "docker_users_ingress_sources must be a list of IPv4 CIDR networks")
+
+
 def test_stale_sources_are_the_tagged_rules_no_longer_wanted():
     networks = load_filter("firewall", "networks")
     status = UFW_HEADER + (

@@ -236,6 +236,12 @@ def test_service_spec():
     assert task["RestartPolicy"]["Condition"] == "none"
     assert spec["endpoint_spec"] == {"Mode": "dnsrr", "Ports": [
         {"Protocol": "tcp", "TargetPort": 8888, "PublishMode": "host"}]}
+    assert "networks" not in spec  # no network_name: swarm's default
+
+
+def test_the_service_is_on_the_users_swarm_network():
+    spec = swarm.service_spec(request(), two_nodes()[0], inputs(networks=("jupyterhub-users",)))
+    assert spec["networks"] == ["jupyterhub-users"]
 
 
 def test_cpu_only_spawns_see_no_gpu_and_data_mounts_keep_read_only():
