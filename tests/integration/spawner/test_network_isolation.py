@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from tests.harness.processes import wait_for
 from tests.harness.users_network import (HARNESS_NETWORK, METADATA, NO_EGRESS_NETWORK,
                                          OUTSIDE_ADDRESS, Outside, http_probe, tcp_probe)
 
@@ -62,7 +63,8 @@ def test_a_user_container_reaches_no_port_of_another_but_hub_proxy_and_internet_
                       "http.server", str(OTHER_PORT), "--bind", "0.0.0.0"],
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for port in (SERVER_PORT, OTHER_PORT):   # this machine (the hub's, the proxy's) gets in ...
-        assert any(from_this_machine(a_ip, port) == "open" for _ in range(20)), port
+        wait_for(f"port {port} of A's container open from this machine",
+                 lambda port=port: from_this_machine(a_ip, port) == "open", timeout=60)
     for port in (SERVER_PORT, OTHER_PORT):   # ... B does not, on either port
         assert probe_from(b_name, bob.pw_uid, tcp_probe(a_ip, port)) == "closed", port
 
