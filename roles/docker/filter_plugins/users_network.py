@@ -34,16 +34,23 @@ def users_network_problems(subnet, gateway, bridge, blocked):
     if not BRIDGE_NAME.match(str(bridge)):
         problems.append(f"docker_users_network_bridge={bridge!r} is not an interface name "
                         f"(1-15 letters, digits, '_', '.', '-')")
-    if isinstance(blocked, str) or not isinstance(blocked, (list, tuple)):
-        problems.append(f"docker_users_blocked_destinations must be a list of CIDR networks "
-                        f"(e.g. ['169.254.169.254/32']), got {blocked!r}")
-    else:
-        for index, value in enumerate(blocked):
-            try:
-                ipaddress.IPv4Network(str(value), strict=True)
-            except ValueError as error:
-                problems.append(f"docker_users_blocked_destinations[{index}]: {value!r} is not "
-                                f"an IPv4 CIDR network (e.g. 169.254.169.254/32): {error}")
+    return problems + ipv4_networks_problems("docker_users_blocked_destinations", blocked,
+                                             "169.254.169.254/32")
+
+
+def ipv4_networks_problems(name, values, example, what=""):
+    """One message per entry of the list variable `name` that is not an IPv4 CIDR network, or one
+    for a value that is no list ([] when all are good)."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        return [f"{name} must be a list of IPv4 CIDR networks (e.g. ['{example}']{what}), "
+                f"got {values!r}"]
+    problems = []
+    for index, value in enumerate(values):
+        try:
+            ipaddress.IPv4Network(str(value), strict=True)
+        except ValueError as error:
+            problems.append(f"{name}[{index}]: {value!r} is not an IPv4 CIDR network "
+                            f"(e.g. {example}): {error}")
     return problems
 
 
@@ -64,17 +71,9 @@ def users_ingress_problems(hub_address, hub_port, sources, swarm_node):
         port = 0
     if not 1 <= port <= 65535:
         problems.append(f"docker_users_hub_port={hub_port!r} is not a TCP port (1-65535)")
-    if isinstance(sources, str) or not isinstance(sources, (list, tuple)):
-        problems.append(f"docker_users_ingress_sources must be a list of IPv4 CIDR networks "
-                        f"(e.g. ['192.0.2.10/32'], the hub's address), got {sources!r}")
-        return problems
-    for index, value in enumerate(sources):
-        try:
-            ipaddress.IPv4Network(str(value), strict=True)
-        except ValueError as error:
-            problems.append(f"docker_users_ingress_sources[{index}]: {value!r} is not an IPv4 CIDR "
-                            f"network (e.g. 192.0.2.10/32): {error}")
-    if swarm_node and not sources:
+    problems += ipv4_networks_problems("docker_users_ingress_sources", sources, "192.0.2.10/32",
+                                       ", the hub's address")
+    if swarm_node and isinstance(sources, (list, tuple)) and not sources:
         problems.append("docker_users_ingress_sources=[] on a swarm node: the hub could reach no "
                         "server on it; list the hub's address (its default, e.g. ['192.0.2.10/32'])")
     return problems
