@@ -2,7 +2,6 @@
 (with the fake NVML library, so GPU series exist), a real hub running the panel service, and a
 real Prometheus scraping the exporter and the hub. Shared by the tests in this folder.
 """
-import json
 import os
 import secrets
 import socket
@@ -15,20 +14,13 @@ import requests
 import yaml
 
 from tests.fakenvml import build as fakenvml
-from tests.harness import processes
 from tests.harness.hub import Hub, free_port
 from tests.harness.profiles import sample_profiles
 from tests.unit.panel.dashboard import render_prometheus_config
 
+from tests.integration.panel.support import ADMIN, PANEL_USER, PASSWORD, PREFIX, USERS, wait_for
 
-PREFIX = "pntest"
-USERS = {  # name -> (cpu limit, memory limit bytes, gpus label)
-    f"{PREFIX}-alice": ("0.5", str(256 << 20), "0"),
-    f"{PREFIX}-bob": ("0.3", str(192 << 20), "1"),
-}
-ADMIN = f"{PREFIX}-admin"
-PANEL_USER = f"{PREFIX}-panel"
-PASSWORD = "pntest-" + secrets.token_hex(8)
+
 LABEL = "org.jupyterhub-baremetal."
 BUSY_IMAGE = "local/debian:bookworm"
 # A shell holding ~24 MB in a variable, then spinning: measurable memory and CPU.
@@ -37,10 +29,6 @@ EXPORTER = str(Path(sys.executable).with_name("hubmetrics-exporter"))
 REPO = Path(__file__).resolve().parents[3]
 CACHE = Path(os.environ.get("JBM_CACHE_DIR", "/var/cache/jbm"))
 JUPYTERHUB_PIN = "jupyterhub==6.1.1"  # as tests/requirements.txt
-
-
-def wait_for(what, check, timeout=120.0, interval=0.5):
-    return processes.wait_for(what, check, timeout, interval, (requests.RequestException, ValueError, KeyError))
 
 
 def docker(*args):
@@ -221,17 +209,3 @@ def prometheus(tmp_path_factory, exporter, panel_hub):
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-
-
-def prom_query(url, expr, at=None):
-    params = {"query": expr}
-    if at is not None:
-        params["time"] = at
-    reply = requests.get(f"{url}/api/v1/query", params=params, timeout=10).json()
-    if reply["status"] != "success":
-        raise AssertionError(f"{expr}: {reply}")
-    return reply["data"]["result"]
-
-
-def json_dump(obj):
-    return json.dumps(obj, indent=1, sort_keys=True)

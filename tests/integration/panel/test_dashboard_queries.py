@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.integration.panel.conftest import PREFIX, USERS, json_dump, prom_query, wait_for
+from tests.integration.panel.support import PREFIX, USERS, json_dump, prom_query, wait_for
 from tests.unit.panel.dashboard import expressions
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.harness.browser import chromium, hub_login
-from tests.integration.panel.conftest import ADMIN, PASSWORD, USERS
+from tests.integration.panel.support import ADMIN, PASSWORD, USERS
 
 pytestmark = pytest.mark.integration
 
