@@ -20,7 +20,6 @@ empties it. Both are idempotent.
 import contextlib
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -40,21 +39,11 @@ def _vm_state_files(name: str) -> list[Path]:
     return sorted(vms.RUN_ROOT.glob(f"{name}-*/{VM_STATE}")) if vms.RUN_ROOT.is_dir() else []
 
 
-def start_detached_vm(name: str, timeout: float = 240) -> vms.VM:
-    """A VM from the booted snapshot whose qemu outlives this process (its own session)."""
-    image = vms.ensure_vm_image()
-    snapshot = vms.ensure_snapshot(image)
-    run_dir = vms._run_dir(name)
-    disk = run_dir / "disk.qcow2"
-    shutil.copyfile(snapshot, disk)
-    vm = vms.VM._launch(name, image, run_dir, disk, loadvm=True, detached=True)
-    (run_dir / VM_STATE).write_text(json.dumps({"pid": vm.process.pid, "port": vm.port}))
-    try:
-        vm.wait_ssh(timeout=timeout)
-        vm.sync_clock()
-    except BaseException:
-        stop_detached_vm(name)
-        raise
+def start_detached_vm(name: str) -> vms.VM:
+    """A VM from the booted snapshot whose qemu outlives this process, with its pid and port
+    recorded for stop_detached_vm."""
+    vm = vms.start_vm(name, detached=True)
+    (vm.run_dir / VM_STATE).write_text(json.dumps({"pid": vm.process.pid, "port": vm.port}))
     return vm
 
 

@@ -504,14 +504,15 @@ class VM:
         self.stop()
 
 
-def start_vm(name: str, timeout: float = 240) -> VM:
-    """A VM of its own, resumed from the booted snapshot (usable as a context manager)."""
+def start_vm(name: str, timeout: float = 240, detached: bool = False) -> VM:
+    """A VM of its own, resumed from the booted snapshot (usable as a context manager);
+    `detached`: its qemu outlives this process (VM._launch)."""
     image = ensure_vm_image()
     snapshot = ensure_snapshot(image)
     run_dir = _run_dir(name)
     disk = run_dir / "disk.qcow2"
     shutil.copyfile(snapshot, disk)
-    vm = VM._launch(name, image, run_dir, disk, loadvm=True)
+    vm = VM._launch(name, image, run_dir, disk, loadvm=True, detached=detached)
     try:
         vm.wait_ssh(timeout=timeout)
         vm.sync_clock()
