@@ -94,25 +94,39 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(items):
-    """Every test carries its tier's marker (its directory under tests/): `-m unit`, `-m "not vm"`."""
+    """Every test carries its tier's marker (its directory under tests/): `-m unit`, `-m "not vm"`.
+    The molecule scenarios' tests go last in the system tier: the scenarios run beside the tier's
+    other tests (tests/system/conftest.py), and their tests wait for them."""
     for item in items:
         parts = Path(item.fspath).relative_to(Path(__file__).parent).parts
         if parts and parts[0] in TIERS:
             item.add_marker(parts[0])
+    molecule = [item for item in items if item.path.name == "test_molecule.py"]
+    if molecule:
+        rest = [item for item in items if item.path.name != "test_molecule.py"]
+        system = [i for i, item in enumerate(rest) if item.get_closest_marker("system")]
+        at = system[-1] + 1 if system else len(rest)
+        items[:] = rest[:at] + molecule + rest[at:]
 
 
 # ---------------------------------------------------------------- time per tier (CI prints it)
 TIER_SECONDS: dict = {}
+MODULE_SECONDS: dict = {}
 
 
 def pytest_runtest_logreport(report):
-    """Add each test's setup, call and teardown time to its tier (tests/<tier>/...)."""
+    """Add each test's setup, call and teardown time to its tier (tests/<tier>/...) and module."""
     parts = report.nodeid.split("/")
     tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
     TIER_SECONDS[tier] = TIER_SECONDS.get(tier, 0.0) + report.duration
+    module = report.nodeid.split("::")[0]
+    MODULE_SECONDS[module] = MODULE_SECONDS.get(module, 0.0) + report.duration
 
 
 def pytest_terminal_summary(terminalreporter):
     if TIER_SECONDS:
         terminalreporter.write_line("time per tier: " + ", ".join(
             f"{tier} {seconds / 60:.1f} min" for tier, seconds in sorted(TIER_SECONDS.items())))
+        slowest = sorted(MODULE_SECONDS.items(), key=lambda item: -item[1])[:20]
+        terminalreporter.write_line("slowest modules: " + ", ".join(
+            f"{module.removeprefix('tests/')} {seconds:.0f} s" for module, seconds in slowest))

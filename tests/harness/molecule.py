@@ -21,8 +21,10 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -32,7 +34,41 @@ from . import vm as vms
 from .systemd_host import SystemdHost, start_systemd_host
 
 KINDS = ("systemd", "systemd-docker", "vm")
+ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
+# Scenarios at once. They run beside the other system tests (tests/system/conftest.py starts
+# them with the tier): ansible mostly waits on its hosts, but a CPython build or an emulated VM
+# takes the machine's two cores.
+PARALLEL = 2
+TIMEOUT = 2400
+# The longest first (measured), so the short ones fill in beside them.
+LONGEST_FIRST = ("python", "jupyterhub", "metrics", "swarm", "quotas", "nfs_server",
+                 "nfs_client", "node", "hub", "docker", "prometheus", "firewall")
 VM_STATE = "molecule-vm.json"  # in the VM's run directory: pid and ports, for destroy
+
+
+def scenario(role: str) -> Path:
+    return ROLES_DIR / role / "molecule" / "default" / "molecule.yml"
+
+
+def run_scenario(role: str, env: dict) -> tuple[int, str, float]:
+    """`molecule test` in the role's directory: exit code, output, seconds."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(["molecule", "test"], cwd=ROLES_DIR / role, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT)
+        code, output = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as expired:
+        code, output = -1, f"{expired.stdout or ''}{expired.stderr or ''}\n[killed after {TIMEOUT}s]"
+        subprocess.run(["molecule", "destroy"], cwd=ROLES_DIR / role, env=env, capture_output=True,
+                       timeout=300)
+    return code, output, time.monotonic() - started
+
+
+def start_scenarios(roles, env: dict, pool: ThreadPoolExecutor) -> dict[str, Future]:
+    """Every role's scenario submitted to the pool, the longest first: {role: future}."""
+    order = sorted((role for role in roles if scenario(role).exists()),
+                   key=lambda role: LONGEST_FIRST.index(role) if role in LONGEST_FIRST else 99)
+    return {role: pool.submit(run_scenario, role, env) for role in order}
 
 
 def _vm_state_files(name: str) -> list[Path]:

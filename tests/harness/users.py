@@ -1,6 +1,7 @@
 """Real system users with host homes, as the hub's PAM and the spawner see them."""
 import grp
 import pwd
+import shutil
 import subprocess
 
 
@@ -20,6 +21,8 @@ def ensure_user(name: str, password: str | None = None, groups: tuple[str, ...] 
     try:
         pwd.getpwnam(name)
     except KeyError:
+        if create_home:  # a new account starts with a new home, not one an interrupted run left behind
+            shutil.rmtree(home or f"/home/{name}", ignore_errors=True)
         cmd = ["useradd", "--shell", "/bin/bash", "--create-home" if create_home else "--no-create-home"]
         if home:
             cmd += ["--home-dir", home]
