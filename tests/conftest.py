@@ -96,17 +96,27 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(items):
     """Every test carries its tier's marker (its directory under tests/): `-m unit`, `-m "not vm"`.
     The molecule scenarios' tests go last in the system tier: the scenarios run beside the tier's
-    other tests (tests/system/conftest.py), and their tests wait for them."""
+    other tests (tests/system/conftest.py), and their tests wait for them. A module marked
+    `last_in_directory` goes after the other modules of its directory (it changes what they share)."""
     for item in items:
         parts = Path(item.fspath).relative_to(Path(__file__).parent).parts
         if parts and parts[0] in TIERS:
             item.add_marker(parts[0])
-    molecule = [item for item in items if item.path.name == "test_molecule.py"]
-    if molecule:
-        rest = [item for item in items if item.path.name != "test_molecule.py"]
-        system = [i for i, item in enumerate(rest) if item.get_closest_marker("system")]
-        at = system[-1] + 1 if system else len(rest)
-        items[:] = rest[:at] + molecule + rest[at:]
+    _move_after([item for item in items if item.path.name == "test_molecule.py"], items,
+                lambda item: item.get_closest_marker("system"))
+    last = [item for item in items if item.get_closest_marker("last_in_directory")]
+    if last:
+        _move_after(last, items, lambda item, directory=last[0].path.parent: item.path.parent == directory)
+
+
+def _move_after(picked: list, items: list, belongs) -> None:
+    """Move the picked items (in their order) after the last other item that `belongs`."""
+    if not picked:
+        return
+    ids = {id(item) for item in picked}
+    rest = [item for item in items if id(item) not in ids]
+    at = max((k for k, item in enumerate(rest) if belongs(item)), default=len(rest) - 1) + 1
+    items[:] = rest[:at] + picked + rest[at:]
 
 
 # ---------------------------------------------------------------- time per tier (CI prints it)

@@ -55,7 +55,7 @@ class Run:
         return names
 
 
-def run_playbook(workdir: Path, inventory: Path, extra_vars: dict | None, playbook: Path,
+def run_playbook(workdir: Path, inventory: Path | list[Path], extra_vars: dict | None, playbook: Path,
                  timeout: float = 3000, *, config: Path | None = None, tags: str | None = None,
                  echo: bool = False) -> Run:
     """ansible-playbook with the repository's roles; the output is kept for the assertions (and in
@@ -74,7 +74,9 @@ def run_playbook(workdir: Path, inventory: Path, extra_vars: dict | None, playbo
                PYTHONUNBUFFERED="1")
     if config:
         env["ANSIBLE_CONFIG"] = str(config)
-    cmd = [ansible_bin("ansible-playbook"), "-i", str(inventory), str(playbook)]
+    inventories = inventory if isinstance(inventory, list) else [inventory]  # ansible merges several
+    cmd = [ansible_bin("ansible-playbook"), *(arg for path in inventories for arg in ("-i", str(path))),
+           str(playbook)]
     if extra_vars:
         vars_file = workdir / f"extra-{abs(hash(json.dumps(extra_vars, sort_keys=True)))}.json"
         vars_file.write_text(json.dumps(extra_vars))

@@ -61,13 +61,14 @@ def serve_directory(directory: Path, address: str) -> tuple[http.server.Threadin
 # --- converging ------------------------------------------------------------------------------
 
 def converge(container: str, python_source_url: str, extra_vars: dict | None = None,
-             echo: bool = False, limit_tags: str | None = None) -> Run:
-    """Run site.yml against the container with the sandbox inventory and the site's ansible.cfg."""
+             echo: bool = False, limit_tags: str | None = None, more_inventory: Path | None = None) -> Run:
+    """Run site.yml against the container with the sandbox inventory and the site's ansible.cfg;
+    `more_inventory`: another inventory merged into it (a swarm's [jupyterhub_nodes])."""
     variables = {"jbm_sandbox_container": container, "jbm_python_source_url": python_source_url,
                  **(extra_vars or {})}
     workdir = Path(tempfile.mkdtemp(prefix=f"converge-{container}-"))
-    return run_playbook(workdir, INVENTORY, variables, SITE, config=ANSIBLE_CFG, tags=limit_tags,
-                        echo=echo)
+    return run_playbook(workdir, [INVENTORY, *([more_inventory] if more_inventory else [])], variables,
+                        SITE, config=ANSIBLE_CFG, tags=limit_tags, echo=echo)
 
 
 # --- the sandbox -----------------------------------------------------------------------------

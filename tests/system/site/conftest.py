@@ -3,7 +3,9 @@
 - test_users.py: real users through the proxy, their limits, privileges, homes and network,
   and the hub's and the engine's restarts;
 - test_serve_modes.py: https, and proxy behind the nginx and Caddy examples; it restores the
-  sandbox's local mode at its end, as every module that changes the serve mode must.
+  sandbox's local mode at its end, as every module that changes the serve mode must;
+- test_swarm_conversion.py: the site turned into a swarm's manager with a node; it runs after
+  the others (marker `last_in_directory`), the site staying a swarm.
 
 A converge with extra variables leaves the site at those values until the next converge; the
 modules' tests hold in the sandbox's own settings (tests/harness/sandbox.py) and in those.
