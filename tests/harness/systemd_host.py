@@ -11,7 +11,10 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from .images import SYSTEMD_IMAGE, ensure_systemd_image
+from .images import CACHE_DIR, SYSTEMD_IMAGE, ensure_systemd_image
+
+CCACHE_DIR = CACHE_DIR / "ccache"
+
 
 def keep_hosts() -> bool:
     """JBM_KEEP_HOSTS=1 leaves the system-test containers running for inspection."""
@@ -42,7 +45,11 @@ def run_args(name: str, docker_inside: bool = False, image: str = SYSTEMD_IMAGE,
     if cgroup_v2 is None:
         cgroup_v2 = is_cgroup_v2()
     args = ["docker", "run", "-d", "--name", name, "--hostname", name, "--cgroupns=host",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock"]
+            "--tmpfs", "/run", "--tmpfs", "/run/lock",
+            # one compiler cache for every host's CPython build (CC="ccache gcc" where the tests
+            # build it): the second build of the same source and flags compiles nothing again
+            "-v", f"{CCACHE_DIR}:/root/.cache/ccache"]
+    CCACHE_DIR.mkdir(parents=True, exist_ok=True)
     if cgroup_v2:
         args += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
     else:

@@ -146,3 +146,37 @@ def test_a_server_lands_on_the_node_and_answers_through_the_proxy(converted, hub
     assert reply.status_code == 200, reply.text[:300]
     stop_server(session, hub["base"])
     assert requests.get(hub["base"] + "hub/api/", timeout=10).status_code == 200
+
+
+def test_a_server_on_the_hubs_own_node_is_served_by_the_hub_and_closed_to_the_other_node(converted, hub, sandbox,
+                                                                                         node):
+    """The hub's connections to a server on its own node are the host's own (not forwarded
+    through the admit rule that keeps published ports to the hub): measured with the real hub.
+    The node is drained (a node taken out for maintenance), so the spawner places on the hub."""
+    host = converted["host"]
+    sandbox.create_user(host, OTHER, OTHER_PASSWORD)
+    inner_docker(host, "node", "update", "--availability", "drain", NODE_NAME)
+    try:
+        session = login(hub["base"], user=OTHER, password=OTHER_PASSWORD)
+        serve_user(hub, session, user=OTHER)
+        service = f"jupyter-{OTHER}"
+        placed = inner_docker(host, "service", "ps", "--filter", "desired-state=running",
+                              "--format", "{{.Node}} {{.CurrentState}}", service).stdout.split("\n")[0]
+        assert placed.startswith(f"{HOST_NAME} Running"), placed
+        task = inner_docker(host, "service", "ps", "-q", "--filter", "desired-state=running", service).stdout.split()[0]
+        ports = json.loads(inner_docker(host, "inspect", "--format", "{{json .Status.PortStatus.Ports}}",
+                                        task).stdout)   # host mode: the port the task got, as the spawner reads it
+        published = ports[0]["PublishedPort"]
+        reply = session.get(hub["base"] + f"user/{OTHER}/api/status", timeout=30)
+        assert reply.status_code == 200, reply.text[:300]   # through the proxy, on the hub's own node
+        probe = ("import socket, sys\n"
+                 "try:\n"
+                 f"    socket.create_connection(({host.ip!r}, {published}), 5).close(); print('open')\n"
+                 "except OSError as e:\n"
+                 "    print(type(e).__name__)\n")
+        from_node = node.exec("python3", "-c", probe).stdout.strip()
+        print(f"{OTHER}'s server on {HOST_NAME}, published port {published}: from {NODE_NAME} {from_node}")
+        assert from_node != "open", from_node
+        stop_server(session, hub["base"], OTHER)
+    finally:
+        inner_docker(host, "node", "update", "--availability", "active", NODE_NAME)
