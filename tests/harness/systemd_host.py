@@ -48,8 +48,8 @@ def run_args(name: str, docker_inside: bool = False, image: str = SYSTEMD_IMAGE,
             "--tmpfs", "/run", "--tmpfs", "/run/lock",
             # one compiler cache for every host's CPython build (CC="ccache gcc" where the tests
             # build it): the second build of the same source and flags compiles nothing again
+            # (docker run makes the directory when it is missing)
             "-v", f"{CCACHE_DIR}:/root/.cache/ccache"]
-    CCACHE_DIR.mkdir(parents=True, exist_ok=True)
     if cgroup_v2:
         args += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
     else:

@@ -1,9 +1,12 @@
 """The systemd host container's `docker run` arguments on cgroup v1 and v2 machines (pure)."""
-from tests.harness.systemd_host import CGROUP_CONTROLLERS, run_args
+from tests.harness.systemd_host import CCACHE_DIR, CGROUP_CONTROLLERS, run_args
+
+CCACHE = f"{CCACHE_DIR}:/root/.cache/ccache"
 
 
 def volumes(args: list[str]) -> list[str]:
-    return [args[i + 1] for i, arg in enumerate(args) if arg == "-v"]
+    """The -v binds but the compiler cache's, which every host has (test below)."""
+    return [args[i + 1] for i, arg in enumerate(args) if arg == "-v" and args[i + 1] != CCACHE]
 
 
 def tmpfs(args: list[str]) -> list[str]:
@@ -40,3 +43,10 @@ def test_layout_is_detected_when_not_given(monkeypatch):
     assert volumes(run_args("h1")) == ["/sys/fs/cgroup:/sys/fs/cgroup:rw"]
     monkeypatch.setattr(systemd_host, "is_cgroup_v2", lambda: False)
     assert len(volumes(run_args("h1"))) == len(CGROUP_CONTROLLERS)
+
+
+def test_every_host_mounts_the_one_compiler_cache():
+    for v2 in (False, True):
+        for inside in (False, True):
+            args = run_args("h1", docker_inside=inside, cgroup_v2=v2)
+            assert [args[i + 1] for i, arg in enumerate(args) if arg == "-v"].count(CCACHE) == 1
