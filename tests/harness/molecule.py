@@ -36,8 +36,8 @@ from .systemd_host import SystemdHost, start_systemd_host
 KINDS = ("systemd", "systemd-docker", "vm")
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 # Scenarios at once. They run beside the other system tests (tests/system/conftest.py starts
-# them with the tier): ansible mostly waits on its hosts, but a CPython build or an emulated VM
-# takes the machine's two cores.
+# them with the tier), which already take about one core; a CPython build or an emulated VM takes
+# both.
 PARALLEL = 2
 TIMEOUT = 2400
 # The longest first (measured), so the short ones fill in beside them; python last: by then the

@@ -54,6 +54,12 @@ def users_network(host) -> tuple[str, list[str]]:
     return scope, names.split()
 
 
+def placement(host, service: str) -> str:
+    """'<node> <state>' of the service's task that should run (the manager's `docker service ps`)."""
+    return inner_docker(host, "service", "ps", "--filter", "desired-state=running",
+                        "--format", "{{.Node}} {{.CurrentState}}", service).stdout.split("\n")[0]
+
+
 def live_restore(host) -> bool:
     return json.loads(host.exec("cat", "/etc/docker/daemon.json").stdout).get("live-restore", False)
 
@@ -132,9 +138,8 @@ def test_a_server_lands_on_the_node_and_answers_through_the_proxy(converted, hub
     sandbox.load_singleuser_image(node)
     session = login(hub["base"])
     serve_user(hub, session)
-    service = inner_docker(host, "service", "ps", "--filter", "desired-state=running",
-                           "--format", "{{.Node}} {{.CurrentState}}", CONTAINER).stdout.split("\n")[0]
-    assert service.startswith(f"{NODE_NAME} Running"), service
+    placed = placement(host, CONTAINER)
+    assert placed.startswith(f"{NODE_NAME} Running"), placed
     wait_for(lambda: lab_reachable(session, hub["base"]), 60, f"{USER}'s JupyterLab on {NODE_NAME}")
     container = inner_docker(node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={CONTAINER}").stdout.split()
     assert len(container) == 1, container
@@ -160,8 +165,7 @@ def test_a_server_on_the_hubs_own_node_is_served_by_the_hub_and_closed_to_the_ot
         session = login(hub["base"], user=OTHER, password=OTHER_PASSWORD)
         serve_user(hub, session, user=OTHER)
         service = f"jupyter-{OTHER}"
-        placed = inner_docker(host, "service", "ps", "--filter", "desired-state=running",
-                              "--format", "{{.Node}} {{.CurrentState}}", service).stdout.split("\n")[0]
+        placed = placement(host, service)
         assert placed.startswith(f"{HOST_NAME} Running"), placed
         task = inner_docker(host, "service", "ps", "-q", "--filter", "desired-state=running", service).stdout.split()[0]
         ports = json.loads(inner_docker(host, "inspect", "--format", "{{json .Status.PortStatus.Ports}}",
