@@ -120,17 +120,18 @@ class ContainerCgroup:
 
 
 def locate(root: str, mode: str, container_id: str, proc_cgroup: dict[str, str] | None = None,
-           cgroup_parent: str = "") -> ContainerCgroup | None:
+           cgroup_parent: str = "", search_depth: int = 4) -> ContainerCgroup | None:
     """Find a container's cgroup directories.
 
     The init process's /proc/<pid>/cgroup (proc_cgroup) is the truth whatever the cgroup driver;
-    without it (process gone, pid unknown) we try Docker's known layouts, then search.
+    without it (process gone, pid unknown) we try Docker's known layouts, then search
+    `search_depth` levels.
     """
     def find(base: str, controller: str) -> str | None:
         rel = (proc_cgroup or {}).get(controller)
         return _first_dir(base, [rel] if rel and container_id in rel else []) \
             or _first_dir(base, candidate_paths(container_id, cgroup_parent)) \
-            or _search(base, container_id)
+            or _search(base, container_id, search_depth)
     return _locate(root, mode, find)
 
 

@@ -8,7 +8,14 @@ applies it with the engine's container update:
 - cpu_shares      (the QoS class's CPU weight: 1024 per guaranteed core, best effort 2),
 - mem_reservation (the memory guarantee: the v1 soft limit, memory.low on v2),
 - memswap_limit   (= the memory limit: no escape into swap),
-- pids_limit.
+- pids_limit,
+- oom_score_adj   (the OOM order by guarantee: neither a service nor `docker update` can set
+  it, so the agent writes it into /proc/<pid>/oom_score_adj of every process of the container,
+  found through its cgroup's cgroup.procs. Only ever raised, as runc would set it: a process
+  that raised its own score keeps it. The agent's CAP_SYS_RESOURCE also makes the value the
+  process's floor (the kernel's oom_score_adj_min), so the user cannot lower it again; its
+  CAP_DAC_OVERRIDE lets it write the file of a process of another uid. Processes forked later
+  inherit it; a `docker exec` does not: it gets the engine's 0, as a user never does.)
 
 On start it applies the label of every running container that carries it, then follows the
 engine's container start events (a restarted task is a new container). A label it cannot trust
@@ -19,21 +26,24 @@ re-applies to every running container (starts may have been missed), and gives u
 status 1 after `--max-reconnects` failed attempts in a row, so systemd restarts it.
 
 What it cannot restore: the cgroup parent (`docker update` cannot move a container); the nodes'
-daemon.json puts every container in the users' slice instead (metrics/README.md, "Guarantees on
-a swarm"). The pure functions decide; `Agent` is the thin shell around docker-py.
+daemon.json puts every container in the users' slice instead, and the spawner spreads the CPU
+weights over the kernel's range in place of the best-effort class's own parent (metrics/README.md,
+"Guarantees on a swarm"). The pure functions decide; `Agent` is the thin shell around docker-py
+and /proc.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from . import labels
+from . import cgroups, labels
 
 log = logging.getLogger("hubmetrics.nodeagent")
 
@@ -43,6 +53,13 @@ MIN_CPU_SHARES = 2             # the kernel's cpu.shares range
 MAX_CPU_SHARES = 262_144
 MIN_MEMORY = 6 * 1024 ** 2     # "Minimum memory reservation allowed is 6MB"
 MAX_PIDS = 4_194_304           # the kernel's PID_MAX_LIMIT: pids.max takes no more
+MAX_OOM_SCORE_ADJ = 1000       # the kernel's OOM_SCORE_ADJ_MAX; below 0 would protect a server
+OOM_KEY = "oom_score_adj"      # not an engine field: written into /proc by the agent
+SCORE_PASSES = 3               # re-reads of cgroup.procs, for processes forked while writing
+# levels searched for a container's cgroup when its init's /proc/<pid>/cgroup does not name it
+# (an engine in another pid namespace): a node that is itself a container (systemd in Docker,
+# LXD) has the slices below its own cgroup, e.g. docker/<node>/jupyterhub.slice/<users>/<scope>
+SEARCH_DEPTH = 6
 
 # key -> the engine's HostConfig field (what inspect shows and the update API takes)
 FIELDS = {
@@ -51,15 +68,17 @@ FIELDS = {
     "memswap_limit": "MemorySwap",
     "pids_limit": "PidsLimit",
 }
-ALLOWED_KEYS = tuple(sorted(FIELDS))
+ALLOWED_KEYS = tuple(sorted((*FIELDS, OOM_KEY)))
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one container: `update` the engine's fields (empty: nothing to change),
-    or refuse the label (`errors`, each naming the key, the value and what is allowed)."""
+    """What to do with one container: `update` the engine's fields (empty: nothing to change)
+    and raise its processes' `oom_score_adj` (None: leave them), or refuse the label (`errors`,
+    each naming the key, the value and what is allowed)."""
     update: dict = field(default_factory=dict)
     errors: tuple = ()
+    oom_score_adj: int | None = None
 
 
 def _whole(value) -> bool:
@@ -89,6 +108,10 @@ def check_value(key: str, value, mem_limit: int) -> str | None:
         if _whole(value) and 1 <= value <= MAX_PIDS:
             return None
         return f"a whole number from 1 to {MAX_PIDS} (no unlimited 0 or -1)"
+    if key == OOM_KEY:
+        if _whole(value) and 0 <= value <= MAX_OOM_SCORE_ADJ:
+            return None
+        return f"a whole number from 0 to {MAX_OOM_SCORE_ADJ} (a label may not protect a server from the OOM killer)"
     return f"one of the keys {', '.join(ALLOWED_KEYS)}"
 
 
@@ -120,8 +143,14 @@ def decide(container_labels: Mapping[str, str], host_config: Mapping) -> Decisio
     wanted, errors = parse_host_config(text, mem_limit)
     if errors:
         return Decision(errors=tuple(errors))
-    update = {FIELDS[k]: v for k, v in sorted(wanted.items()) if host_config.get(FIELDS[k]) != v}
-    return Decision(update=update)
+    update = {FIELDS[k]: v for k, v in sorted(wanted.items()) if k in FIELDS and host_config.get(FIELDS[k]) != v}
+    return Decision(update=update, oom_score_adj=wanted.get(OOM_KEY))
+
+
+def to_raise(scores: Mapping[int, int], wanted: int) -> list[int]:
+    """The pids (of {pid: current oom_score_adj}) whose score is below `wanted`, in order; a
+    process that raised its own score keeps it."""
+    return sorted(pid for pid, score in scores.items() if score < wanted)
 
 
 def backoff(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:
@@ -136,11 +165,24 @@ def _docker_client(url: str | None):
     return docker.from_env(timeout=30)
 
 
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):   # the process is gone, or the file is not a number
+        return None
+
+
 class Agent:
-    """The thin shell: list, inspect and update containers through docker-py."""
+    """The thin shell: list, inspect and update containers through docker-py; oom_score_adj
+    through the container's cgroup (`cgroup_root`) and /proc (`proc_root`)."""
 
     def __init__(self, client_factory: Callable[[], object], max_reconnects: int = 30,
-                 wait: Callable[[float], object] | None = None):
+                 wait: Callable[[float], object] | None = None, cgroup_root: str = "/sys/fs/cgroup",
+                 proc_root: str = "/proc"):
+        self._cgroup_root = cgroup_root
+        self._proc_root = proc_root
+        self._mode = None   # the cgroup layout, detected on first use
         self._factory = client_factory
         self._max_reconnects = max_reconnects
         self._stop = threading.Event()
@@ -148,6 +190,7 @@ class Agent:
         self._events = None
         self.applied = 0     # containers updated
         self.refused = 0     # labels refused
+        self.scored = 0      # containers whose processes' oom_score_adj was raised
 
     def apply(self, api, container_id: str) -> Decision | None:
         """Inspect one container and apply its label; never raises for a bad label."""
@@ -171,7 +214,59 @@ class Agent:
             self.applied += 1
             log.info("container %s (%s): applied %s", name, container_id[:12],
                      json.dumps(decision.update, sort_keys=True))
+        if decision.oom_score_adj is not None:
+            self.raise_scores(info, name, decision.oom_score_adj)
         return decision
+
+    def _procs_file(self, info: dict) -> str | None:
+        """The container's cgroup.procs (pids as this process's /proc sees them, whatever pid
+        namespace the engine is in), through its init's /proc/<pid>/cgroup when that is the
+        container's, else Docker's layouts."""
+        if self._mode is None:
+            self._mode = cgroups.detect_mode(self._cgroup_root)
+        text = cgroups.read_proc_cgroup(self._proc_root, info.get("State", {}).get("Pid") or 0)
+        cg = cgroups.locate(self._cgroup_root, self._mode, info["Id"],
+                            cgroups.parse_proc_cgroup(text) if text else None,
+                            (info.get("HostConfig") or {}).get("CgroupParent") or "", SEARCH_DEPTH)
+        where = cg and (cg.dir("memory") or cg.dir("pids"))
+        return os.path.join(where, "cgroup.procs") if where else None
+
+    def raise_scores(self, info: dict, name: str, wanted: int) -> int:
+        """Raise every process of the container to `wanted` (bounded passes, for processes forked
+        meanwhile); how many were written. Errors are logged, never raised."""
+        procs = self._procs_file(info)
+        if procs is None:
+            log.error("container %s: its cgroup was not found under %s; oom_score_adj %d not set",
+                      name, self._cgroup_root, wanted)
+            return 0
+        written = 0
+        for _ in range(SCORE_PASSES):
+            try:
+                with open(procs) as f:
+                    pids = [int(line) for line in f.read().split()]
+            except OSError as e:   # the container stopped meanwhile
+                log.info("container %s: %s unreadable (%s); it is gone", name, procs, e)
+                break
+            scores = {pid: _read_int(f"{self._proc_root}/{pid}/oom_score_adj") for pid in pids}
+            todo = to_raise({pid: s for pid, s in scores.items() if s is not None}, wanted)
+            if not todo:
+                break
+            for pid in todo:
+                try:
+                    with open(f"{self._proc_root}/{pid}/oom_score_adj", "w") as f:
+                        f.write(str(wanted))
+                    written += 1
+                except (FileNotFoundError, ProcessLookupError):
+                    pass   # the process exited
+                except OSError as e:
+                    log.error("container %s: cannot set oom_score_adj %d of pid %d (%s); the agent needs "
+                              "CAP_DAC_OVERRIDE and CAP_SYS_RESOURCE (systemd/jbm-node-agent.service)",
+                              name, wanted, pid, e)
+                    return written
+        if written:
+            self.scored += 1
+            log.info("container %s: oom_score_adj %d for %d processes", name, wanted, written)
+        return written
 
     def _apply_logged(self, api, container_id: str) -> None:
         import docker
@@ -244,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the engine, e.g. unix:///run/docker.sock (default: $DOCKER_HOST, else the local socket)")
     p.add_argument("--max-reconnects", type=int, default=30, metavar="N",
                    help="failed reconnects in a row before exiting with status 1 (default 30, about 5 minutes)")
+    p.add_argument("--cgroup-root", default="/sys/fs/cgroup", metavar="DIR",
+                   help="where the cgroup hierarchies are mounted (default /sys/fs/cgroup)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -253,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_reconnects < 0:
         build_parser().error(f"--max-reconnects {args.max_reconnects}: expected a whole number >= 0")
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
-    agent = Agent(lambda: _docker_client(args.docker_url or None), max_reconnects=args.max_reconnects)
+    agent = Agent(lambda: _docker_client(args.docker_url or None), max_reconnects=args.max_reconnects,
+                  cgroup_root=args.cgroup_root)
 
     def shutdown(signum, _frame):
         log.info("signal %d: stopping", signum)

@@ -91,14 +91,19 @@ def host_config(req: SpawnRequest, pids_limit=1024, cgroup_parent="", besteffort
     return hc
 
 
-# what a swarm service cannot express and the node agent restores with container.update()
-# (docs/contracts.md "Swarm"); the rest of host_config is either in the service spec or lost
-NODE_RESTORED = ("cpu_shares", "mem_reservation", "memswap_limit", "pids_limit")
+# what a swarm service cannot express and the node agent restores (docs/contracts.md "Swarm"):
+# the first four with container.update(), oom_score_adj in /proc; the rest of host_config is
+# either in the service spec or lost
+NODE_RESTORED = ("cpu_shares", "mem_reservation", "memswap_limit", "pids_limit", "oom_score_adj")
 
 
-def node_host_config(req: SpawnRequest, pids_limit=1024) -> dict:
-    """The host_config subset (same values) a swarm node must restore on the task's container."""
-    hc = host_config(req, pids_limit)
+def node_host_config(req: SpawnRequest, pids_limit=1024, cpu_capacity=0.0, mem_capacity=0) -> dict:
+    """The host_config subset a swarm node must restore on the task's container, for a node whose
+    guarantees may add up to ``cpu_capacity`` cores and ``mem_capacity`` bytes (its labels): the
+    single server's values, but the CPU weight spread over the kernel's range (qos.node_cpu_shares:
+    the node has no best-effort parent) and oom_score_adj scaled to the node's memory."""
+    hc = host_config(req, pids_limit, mem_capacity=mem_capacity)
+    hc["cpu_shares"] = qos.node_cpu_shares(req.qos, req.cpu_guarantee, cpu_capacity)
     return {key: hc[key] for key in NODE_RESTORED if key in hc}
 
 

@@ -31,6 +31,14 @@ to cpu.weight and the memory reservation to memory.low on v2):
   privilege, lowering below 0 needs CAP_SYS_RESOURCE, which some hosts' runtimes lack), so the
   OS's own processes (score 0) go after every user server's in a global OOM, and a user, who
   holds no capabilities, cannot lower their server's score below what runc set.
+
+On a swarm node every class shares ONE parent (the node's daemon.json cgroup-parent: a service
+cannot ask for another), so there is no best-effort parent to carry the class's weight. There
+the weights are spread over the kernel's whole range instead (``node_cpu_shares``): the node's
+whole guarantee capacity weighs MAX_CPU_SHARES, a best-effort server the minimum, so N busy
+best-effort servers take at most N x 2 / 262144 of the guarantees (cgroup v1) or N / 10000
+(v2, where runc maps shares to cpu.weight 1-10000), where 1024 per core would let them take
+N x 2 / 1024 per core of capacity (v2: N / 39 per core).
 """
 
 from .sizes import format_size
@@ -70,6 +78,15 @@ def cpu_shares(qos: str, cpu_guarantee: float) -> int:
     if qos == BESTEFFORT:
         return BESTEFFORT_CPU_SHARES
     return min(MAX_CPU_SHARES, max(MIN_CPU_SHARES, round(1024 * cpu_guarantee)))
+
+
+def node_cpu_shares(qos: str, cpu_guarantee: float, cpu_capacity: float) -> int:
+    """cpu.shares where every class shares one parent (a swarm node): MAX_CPU_SHARES x the
+    guarantee's part of the node's guarantee capacity (admission keeps the parts within 1), at
+    least the minimum; best effort the minimum. No capacity: cpu_shares()."""
+    if qos == BESTEFFORT or cpu_capacity <= 0:
+        return cpu_shares(qos, cpu_guarantee)
+    return min(MAX_CPU_SHARES, max(MIN_CPU_SHARES, round(MAX_CPU_SHARES * cpu_guarantee / cpu_capacity)))
 
 
 def oom_score_adj(mem_guarantee: int, mem_capacity: int):

@@ -238,9 +238,10 @@ def service_labels(req: SpawnRequest, inputs: ServiceInputs) -> dict:
     return {**inputs.scope_labels, **dockerargs.container_labels(req, inputs.username)}
 
 
-def host_config_label(req: SpawnRequest, pids_limit: int) -> str:
-    """The HOST_CONFIG label: what the node agent restores, JSON with sorted keys."""
-    return json.dumps(dockerargs.node_host_config(req, pids_limit), sort_keys=True)
+def host_config_label(req: SpawnRequest, pids_limit: int, node: Node) -> str:
+    """The HOST_CONFIG label: what the node agent restores on `node`, JSON with sorted keys."""
+    return json.dumps(dockerargs.node_host_config(req, pids_limit, node.capacity.cpus, node.capacity.mem_bytes),
+                      sort_keys=True)
 
 
 def volume_mounts(volume_binds) -> Tuple[dict, ...]:
@@ -267,7 +268,7 @@ def service_spec(req: SpawnRequest, node: Node, inputs: ServiceInputs) -> dict:
     container = ContainerSpec(
         image=req.image, args=list(inputs.args), env=dict(sorted(env.items())), workdir=inputs.home,
         user=f"{inputs.uid}:{inputs.gid}", groups=[str(g) for g in inputs.groups] or None,
-        labels={**svc_labels, labels.HOST_CONFIG: host_config_label(req, inputs.pids_limit)},
+        labels={**svc_labels, labels.HOST_CONFIG: host_config_label(req, inputs.pids_limit, node)},
         mounts=mounts, init=True, read_only=bool(req.read_only_root), cap_drop=["ALL"],
         cap_add=list(req.cap_add) or None)
     resources = Resources(cpu_limit=int(round(req.cpu_limit * 1e9)), mem_limit=int(req.mem_limit),

@@ -135,12 +135,14 @@ def test_the_task_container_gets_the_limits_and_the_host_config_label(cluster):
     assert node.name == "jbm-swarm-node1"
     ann = swarm.users["jbmswann"]
     cfg, hc = container["Config"], container["HostConfig"]
-    # the host-config label: what the node agent restores, as the single server computes it
+    # the host-config label: what the node agent restores, for node1's labels (1 core, 1G): the
+    # single server's values, the CPU weight spread over the kernel's range (0.75 of the node's
+    # guarantees) and the OOM score scaled to the node's memory
     req = SpawnRequest("Tiny", "SingleUser", "", 1.0, 512 * M, 0.75, 256 * M)
     text = cfg["Labels"][labels.HOST_CONFIG]
-    assert text == json.dumps(dockerargs.node_host_config(req, 1024), sort_keys=True)
-    assert json.loads(text) == {"cpu_shares": 768, "mem_reservation": 256 * M, "memswap_limit": 512 * M,
-                                "pids_limit": 1024}
+    assert text == json.dumps(dockerargs.node_host_config(req, 1024, 1.0, G), sort_keys=True)
+    assert json.loads(text) == {"cpu_shares": 196608, "mem_reservation": 256 * M, "memswap_limit": 512 * M,
+                                "oom_score_adj": 750, "pids_limit": 1024}
     assert cfg["Labels"][labels.USER] == "jbmswann" and cfg["Labels"][labels.CPU_GUARANTEE] == "0.75"
     # what swarm itself enforces
     assert hc["NanoCpus"] == 1_000_000_000 and hc["Memory"] == 512 * M and hc["PidsLimit"] == 1024

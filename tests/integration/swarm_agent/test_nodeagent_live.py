@@ -33,10 +33,21 @@ PIDS = 512
 UNLIMITED_V1 = 9223372036854771712       # cgroup v1's "no limit" (page-rounded LONG_MAX)
 
 
+# what the node's labels would say its guarantees may add up to: the CPU test pins the tasks to
+# one core, and 1 GiB ranks the OOM scores (a task guaranteed 128M: 875, best effort 1000)
+NODE_CPUS, NODE_MEM = 1.0, 1024 * M
+
+
+def node_host_config(req, pids_limit=PIDS) -> dict:
+    """What the spawner puts in the label for this node: the swarm-inexpressible part of its
+    Docker arguments (dockerargs.node_host_config: the weights spread over the kernel's range)."""
+    hc = dockerargs.node_host_config(req, pids_limit, cpu_capacity=NODE_CPUS, mem_capacity=NODE_MEM)
+    assert set(hc) <= set(ALLOWED_KEYS), hc
+    return hc
+
+
 def host_config_label(req, pids_limit=PIDS) -> str:
-    """What the spawner puts in the label: the swarm-inexpressible part of its Docker arguments."""
-    hc = dockerargs.host_config(req, pids_limit=pids_limit, cgroup_parent=USERS_SLICE)
-    return json.dumps({k: hc[k] for k in ALLOWED_KEYS if k in hc}, sort_keys=True)
+    return json.dumps(node_host_config(req, pids_limit), sort_keys=True)
 
 
 def create_service(node, username, req, threads=0, host_config=None):
@@ -100,6 +111,9 @@ def limits(node, info) -> dict:
              "memory.limit_in_bytes": dirs["memory"], "memory.memsw.limit_in_bytes": dirs["memory"],
              "pids.max": dirs["pids"]}
     script = "; ".join(f"echo {f}=$(cat {d}/{f} 2>/dev/null || echo absent)" for f, d in files.items())
+    # every process of the container: the distinct oom_score_adj values, comma-separated
+    script += (f"; echo oom_score_adj=$(for p in $(cat {dirs['memory']}/cgroup.procs); do "
+               "cat /proc/$p/oom_score_adj 2>/dev/null; done | sort -un | paste -sd,)")
     out = node.host.exec("sh", "-c", script).stdout
     values = dict(line.split("=", 1) for line in out.splitlines())
     values["cgroup"] = dirs["cpu"]
@@ -107,12 +121,14 @@ def limits(node, info) -> dict:
 
 
 def expected(req, pids=PIDS) -> dict:
-    hc = dockerargs.host_config(req, pids_limit=pids, cgroup_parent=USERS_SLICE)
+    hc = node_host_config(req, pids)
     return {"cpu.shares": str(hc["cpu_shares"]),
             "memory.soft_limit_in_bytes": str(hc.get("mem_reservation", UNLIMITED_V1)),
-            "memory.limit_in_bytes": str(hc["mem_limit"]),
+            "memory.limit_in_bytes": str(req.mem_limit),
             "memory.memsw.limit_in_bytes": str(hc["memswap_limit"]),
-            "pids.max": str(pids)}
+            "pids.max": str(pids),
+            "oom_score_adj": str(hc["oom_score_adj"])}
+
 
 
 def restored(node, info, want):
@@ -142,6 +158,7 @@ def test_swarm_drops_the_guarantees_and_the_agent_restores_them(swarm_node, serv
         assert got["memory.soft_limit_in_bytes"] == str(UNLIMITED_V1)   # no memory guarantee
         assert got["memory.memsw.limit_in_bytes"] in ("absent", str(2 * req.mem_limit))  # swap allowed
         assert got["pids.max"] != str(PIDS)   # systemd's DefaultTasksMax for the scope, or "max"
+        assert got["oom_score_adj"] == "0"    # every process at the engine's default
         assert f"/jupyterhub.slice/{USERS_SLICE}/" in got["cgroup"]   # the nodes' daemon.json parent
 
     with running_agent(node) as agent:
@@ -149,7 +166,7 @@ def test_swarm_drops_the_guarantees_and_the_agent_restores_them(swarm_node, serv
             got = wait_for(f"the agent to restore {name}", lambda n=name, r=req: restored(node, tasks[n], expected(r)),
                            timeout=30)
             print("with the agent:", name, got)
-        assert agent.applied == 2 and agent.refused == 0
+        assert agent.applied == 2 and agent.refused == 0 and agent.scored == 2
 
         # swarm replaces a killed task with a new container: the agent restores that one too
         g = next(iter(cases))
@@ -307,7 +324,10 @@ def test_the_hardened_unit_restores_tasks_and_follows_a_dockerd_restart(swarm_no
         docker_gid = node.host.exec("getent", "group", "docker").stdout.split(":")[2]
         uid, gid = field["Uid"][0], field["Gid"][0]
         assert uid != "0" and gid != "0" and sorted(field["Groups"]) == sorted({gid, docker_gid}), status
-        assert "CapEff:\t0000000000000000" in status
+        # CAP_DAC_OVERRIDE (bit 1) and CAP_SYS_RESOURCE (bit 24), for oom_score_adj, as far as the
+        # node has them (this machine's bounding set lacks CAP_SYS_RESOURCE: systemd drops it)
+        bounding = int(node.host.exec("sh", "-c", "grep CapBnd /proc/1/status").stdout.split()[1], 16)
+        assert int(field["CapEff"][0], 16) == (1 << 1 | 1 << 24) & bounding, (status, hex(bounding))
         exposure = node.host.exec("systemd-analyze", "security", "jbm-node-agent", check=False).stdout
         print("systemd-analyze security:", exposure.strip().splitlines()[-1:])
         netns = node.host.exec("sh", "-c", f"nsenter -t {pid} -n ip -o link").stdout

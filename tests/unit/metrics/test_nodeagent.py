@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubmetrics import labels, nodeagent
-from hubmetrics.nodeagent import ALLOWED_KEYS, Agent, Decision, backoff, check_value, decide, parse_host_config
+from hubmetrics.nodeagent import ALLOWED_KEYS, Agent, Decision, backoff, check_value, decide, parse_host_config, to_raise
 
 pytestmark = pytest.mark.unit
 
@@ -81,7 +81,7 @@ def test_not_a_json_object(text, named):
     d = decide({labels.HOST_CONFIG: text}, host_config())
     assert d.update == {} and len(d.errors) == 1
     assert named in d.errors[0] and labels.HOST_CONFIG in d.errors[0] and repr(text) in d.errors[0]
-    assert "allowed: a JSON object of cpu_shares, mem_reservation, memswap_limit, pids_limit" in d.errors[0]
+    assert "allowed: a JSON object of cpu_shares, mem_reservation, memswap_limit, oom_score_adj, pids_limit" in d.errors[0]
 
 
 def test_swap_and_reservation_bounds_need_the_containers_limit():
@@ -96,8 +96,21 @@ def test_accepted_exactly_when_in_range(data):
     wanted, errors = parse_host_config(json.dumps(data), LIMIT)
     in_range = all({
         "cpu_shares": 2 <= v <= 262_144, "mem_reservation": 6 * M <= v <= LIMIT,
-        "memswap_limit": v >= LIMIT, "pids_limit": 1 <= v <= 4_194_304}[k] for k, v in data.items())
+        "memswap_limit": v >= LIMIT, "pids_limit": 1 <= v <= 4_194_304,
+        "oom_score_adj": 0 <= v <= 1000}[k] for k, v in data.items())
     assert (errors == [] and wanted == data) if in_range else (errors and wanted == {})
+
+
+def test_oom_score_adj_is_not_an_engine_update_and_only_raised():
+    d = decide({labels.HOST_CONFIG: json.dumps({**GOOD, "oom_score_adj": 750})}, host_config())
+    assert d.oom_score_adj == 750 and "oom_score_adj" not in str(d.update) and d.update
+    assert decide({labels.HOST_CONFIG: json.dumps(GOOD)}, host_config()).oom_score_adj is None
+    d = decide({labels.HOST_CONFIG: json.dumps({"oom_score_adj": -500})}, host_config())
+    assert d.update == {} and d.oom_score_adj is None
+    assert d.errors == ("key 'oom_score_adj' value -500: allowed a whole number from 0 to 1000 "
+                        "(a label may not protect a server from the OOM killer)",)
+    # a process that raised its own score keeps it; the rest are raised
+    assert to_raise({7: 0, 9: 1000, 3: 749, 4: 750}, 750) == [3, 7]
 
 
 def test_backoff_doubles_and_is_capped():
@@ -183,6 +196,57 @@ def test_applies_to_running_containers_then_to_started_ones_and_survives_bad_lab
     assert "container jupyter-mallory.1.y (ffffffffffff): refused org.jupyterhub-baremetal.host-config: " \
            "key 'cpu_shares' value 1: allowed a whole number from 2 to 262144; left as it is" in text
     assert "container gone is gone before it could be updated" in text
+
+
+def fake_container_tree(tmp_path, cid, scores, mode="v2"):
+    """A cgroup root with the container's cgroup.procs (v2: one hierarchy; v1: memory and pids)
+    and a /proc with each pid's oom_score_adj, as the kernel lays them out."""
+    root, proc = tmp_path / "cgroup", tmp_path / "proc"
+    rel = f"jupyterhub.slice/jupyterhub-users.slice/docker-{cid}.scope"
+    if mode == "v2":
+        (root / rel).mkdir(parents=True)
+        (root / "cgroup.controllers").write_text("cpu memory pids\n")
+        dirs = [root / rel]
+    else:
+        dirs = [root / c / rel for c in ("memory", "pids")]
+        for d in dirs:
+            d.mkdir(parents=True)
+    for d in dirs:
+        (d / "cgroup.procs").write_text("".join(f"{pid}\n" for pid in scores))
+    for pid, score in scores.items():
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "oom_score_adj").write_text(f"{score}\n")
+    return root, proc
+
+
+def score(proc, pid):
+    return int((proc / str(pid) / "oom_score_adj").read_text())
+
+
+@pytest.mark.parametrize("mode", ["v2", "v1"])
+def test_oom_score_adj_is_written_for_every_process_of_the_container(tmp_path, caplog, mode):
+    cid = "c" * 64
+    root, proc = fake_container_tree(tmp_path, cid, {101: 0, 102: 0, 103: 1000}, mode)
+    (tmp_path / "other").mkdir()
+    api = FakeAPI({cid: {**container("jupyter-carol.1.x", json.dumps({**GOOD, "oom_score_adj": 250})), "Id": cid}})
+    agent = Agent(lambda: FakeClient(api), cgroup_root=str(root), proc_root=str(proc))
+    caplog.set_level(logging.INFO, logger="hubmetrics.nodeagent")
+    agent.run_once()
+    assert [score(proc, pid) for pid in (101, 102, 103)] == [250, 250, 1000]
+    assert agent.scored == 1 and agent.applied == 1
+    assert "container jupyter-carol.1.x: oom_score_adj 250 for 2 processes" in caplog.text
+    agent.run_once()          # nothing below the value any more: nothing written, not counted
+    assert agent.scored == 1
+
+
+def test_a_container_whose_cgroup_is_missing_is_logged_not_fatal(tmp_path, caplog):
+    root, proc = fake_container_tree(tmp_path, "d" * 64, {5: 0})
+    cid = "e" * 64
+    api = FakeAPI({cid: {**container("jupyter-dan.1.x", json.dumps({"oom_score_adj": 1000})), "Id": cid}})
+    agent = Agent(lambda: FakeClient(api), cgroup_root=str(root), proc_root=str(proc))
+    agent.run_once()
+    assert agent.scored == 0 and score(proc, 5) == 0
+    assert f"container jupyter-dan.1.x: its cgroup was not found under {root}; oom_score_adj 1000 not set" in caplog.text
 
 
 def test_an_update_the_engine_refuses_is_logged_and_the_loop_goes_on(caplog):

@@ -225,8 +225,11 @@ def test_service_spec():
     expected_labels = {"scope": "test", **dockerargs.container_labels(req, "ann")}
     assert spec["labels"] == expected_labels
     assert {k: v for k, v in cs["Labels"].items() if k != labels.HOST_CONFIG} == expected_labels
+    # node2's labels: 1 core and 1G of guarantees; 0.5 core of it weighs half the kernel's
+    # range (no best-effort parent on a node), 256M of 1G ranks the OOM score at 750
     assert json.loads(cs["Labels"][labels.HOST_CONFIG]) == {
-        "cpu_shares": 512, "mem_reservation": 256 * M, "memswap_limit": G, "pids_limit": 1024}
+        "cpu_shares": 131072, "mem_reservation": 256 * M, "memswap_limit": G, "oom_score_adj": 750,
+        "pids_limit": 1024}
     assert list(json.loads(cs["Labels"][labels.HOST_CONFIG])) == sorted(json.loads(cs["Labels"][labels.HOST_CONFIG]))
     assert cs["Mounts"][0]["Source"] == "/srv/homes/ann" and cs["Mounts"][-1]["Type"] == "tmpfs"
     assert cs["Mounts"][-1]["TmpfsOptions"] == {"SizeBytes": G // 2, "Mode": 0o1777}
