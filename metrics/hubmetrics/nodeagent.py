@@ -144,6 +144,10 @@ def decide(container_labels: Mapping[str, str], host_config: Mapping) -> Decisio
     if errors:
         return Decision(errors=tuple(errors))
     update = {FIELDS[k]: v for k, v in sorted(wanted.items()) if k in FIELDS and host_config.get(FIELDS[k]) != v}
+    if "MemorySwap" in update:
+        # runc on cgroup v2 refuses a swap limit without the memory limit in the same update
+        # ("unable to set swap limit without memory limit"): send the unchanged limit along
+        update["Memory"] = mem_limit
     return Decision(update=update, oom_score_adj=wanted.get(OOM_KEY))
 
 
@@ -207,6 +211,8 @@ class Agent:
                 log.warning("container %s (%s): refused %s: %s; left as it is", name, container_id[:12],
                             labels.HOST_CONFIG, error)
             return decision
+        if decision.oom_score_adj is not None:   # first: whatever the engine says to the update
+            self.raise_scores(info, name, decision.oom_score_adj)
         if decision.update:
             # docker-py's update_container has no pids_limit: post the engine's own fields
             result = api._post_json(api._url("/containers/{0}/update", container_id), data=decision.update)
@@ -214,8 +220,6 @@ class Agent:
             self.applied += 1
             log.info("container %s (%s): applied %s", name, container_id[:12],
                      json.dumps(decision.update, sort_keys=True))
-        if decision.oom_score_adj is not None:
-            self.raise_scores(info, name, decision.oom_score_adj)
         return decision
 
     def _procs_file(self, info: dict) -> str | None:

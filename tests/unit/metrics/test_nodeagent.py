@@ -42,10 +42,14 @@ def test_the_spawners_arguments_pass_for_every_class():
 
 def test_decide_updates_only_what_differs():
     label = json.dumps(GOOD, sort_keys=True)
+    # the swap limit goes with the unchanged memory limit: runc on cgroup v2 refuses it alone
+    # ("unable to set swap limit without memory limit", seen on Debian 12's kernel)
     assert decide({labels.HOST_CONFIG: label}, host_config()) == Decision(update={
-        "CpuShares": 1024, "MemoryReservation": 128 * M, "MemorySwap": LIMIT, "PidsLimit": 512})
+        "CpuShares": 1024, "MemoryReservation": 128 * M, "MemorySwap": LIMIT, "Memory": LIMIT, "PidsLimit": 512})
     done = host_config(CpuShares=1024, MemoryReservation=128 * M, MemorySwap=LIMIT, PidsLimit=512)
     assert decide({labels.HOST_CONFIG: label}, done) == Decision(update={})
+    assert decide({labels.HOST_CONFIG: label}, host_config(MemorySwap=LIMIT)) == Decision(update={
+        "CpuShares": 1024, "MemoryReservation": 128 * M, "PidsLimit": 512})
 
 
 def test_containers_without_the_label_are_not_ours():
@@ -189,7 +193,7 @@ def test_applies_to_running_containers_then_to_started_ones_and_survives_bad_lab
     assert [u[0] for u in api.updates] == ["/containers/" + "a" * 64 + "/update",
                                            "/containers/" + "b" * 64 + "/update",
                                            "/containers/" + "b" * 64 + "/update"]
-    assert api.updates[0][1] == {"CpuShares": 1024, "MemoryReservation": 128 * M, "MemorySwap": LIMIT,
+    assert api.updates[0][1] == {"CpuShares": 1024, "MemoryReservation": 128 * M, "MemorySwap": LIMIT, "Memory": LIMIT,
                                  "PidsLimit": 512}
     assert agent.applied == 3 and agent.refused == 2 and api.closed
     text = caplog.text
