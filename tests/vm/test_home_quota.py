@@ -6,14 +6,24 @@ the user's uid, and the exporter's own reader (hubmetrics/homes.py) agreeing wit
 
 This machine's kernel has no quota format (no QFMT_V2); Debian's has it as a module, so the
 whole test runs in the VM. Root bypasses quotas: every write that must fail runs as the user.
+
+Then the homes on shared storage, as a swarm has them: the quota'd VM is the hub and a second VM
+the node, on a private link (hot-plugged, tests/harness/vm.py `link`); the `nfs_server` and
+`nfs_client` roles converged over SSH, the user with the same uid on both (this machine's
+kernel has no NFS either). The node VM, the link and each converge print their times (-s).
 """
 import json
+import re
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.harness import playbooks
 from tests.harness.playbooks import recap
+from tests.harness.vm import link, start_vm
+from tests.vm.conftest import _module_vm_name
 
 pytestmark = pytest.mark.vm
 
@@ -128,58 +138,119 @@ def test_the_exporter_unit_needs_cap_sys_admin_to_read_quotas(quota_vm):
 
 
 # --- Homes on shared storage (a swarm's nodes): the nfs_server and nfs_client roles ---------------
-# The VM exports the quota'd homes and mounts them back at NFS_MOUNT, as a node mounts the hub's
-# (same path there; one machine needs two). The NFS server enforces the exported filesystem's
-# quotas, and root_squash keeps root on a node out of the users' homes.
+# Two VMs on a private link, as a swarm's hub and worker: quota_vm is the hub and exports the
+# quota'd homes, a second VM is the node and mounts them at the same path (the roles' defaults).
+# The NFS server enforces the exported filesystem's quotas, root_squash keeps root on a node out
+# of the users' homes, and only the listed node may mount. The user has the same uid on both.
 NFS_PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "nfs.yml"
-NFS_MOUNT = "/mnt/nfs-homes"
-NFS_VARS = {"nfs_server_homes_path": HOMES, "nfs_server_clients": ["127.0.0.1"], "nfs_client_server": "127.0.0.1",
-            "nfs_client_mount_path": NFS_MOUNT}
+HUB_IP, NODE_IP, OUTSIDER_IP = "10.10.10.1", "10.10.10.2", "10.10.10.3"
 
 
 @pytest.fixture(scope="module")
-def nfs_vm(quota_vm, tmp_path_factory):
+def node_vm(request, quota_vm):
+    """A second VM from the snapshot, the swarm's worker: linked to the hub (quota_vm) by a
+    private network hot-plugged after loadvm (tests/harness/vm.py `link`), the hub at HUB_IP, the
+    node at NODE_IP; the user made with the hub's uid (fixed uids, as the product requires).
+    Stopped at the module's end."""
+    started = time.monotonic()
+    with start_vm(_module_vm_name(request, "node")) as node:
+        booted = time.monotonic()
+        addresses = link(quota_vm, node)
+        assert addresses == (HUB_IP, NODE_IP), addresses
+        linked = time.monotonic()
+        node.ssh(f"useradd -u {UID} -U -M -d {HOME} -s /bin/sh {USER}")
+        print(f"\nnode VM {node.name}: started in {booted - started:.1f}s, linked to {quota_vm.name} "
+              f"({HUB_IP} <-> {NODE_IP}) in {linked - booted:.1f}s")
+        yield node
+
+
+@pytest.fixture(scope="module")
+def nfs(quota_vm, node_vm, tmp_path_factory):
+    """nfs_server on the hub, then nfs_client on the node, over SSH with the hub in [jupyterhub]
+    and the node in [jupyterhub_nodes] (each host's swarm_node_address its link address); only the
+    homes' path is set, the rest are the roles' defaults. One ansible-playbook run per role (the
+    playbook's tags), to time each; `runs` maps each VM's name to its role's run."""
     quota_vm.ssh(f"rm -f {HOME}/big {HOME}/from-container")   # the quota tests' files: room again
     workdir = tmp_path_factory.mktemp("vm-nfs-roles")
-    inventory = quota_vm.inventory(workdir / "inventory.ini")
-    quota_vm.nfs_run = playbooks.run_playbook(workdir, inventory, NFS_VARS, NFS_PLAYBOOK, timeout=900)
-    assert quota_vm.nfs_run.returncode == 0, quota_vm.nfs_run.stdout[-6000:] + quota_vm.nfs_run.stderr[-3000:]
-    return quota_vm
+    inventories = [quota_vm.inventory(workdir / "hub.ini", "jupyterhub", swarm_node_address=HUB_IP),
+                   node_vm.inventory(workdir / "node.ini", "jupyterhub_nodes", swarm_node_address=NODE_IP)]
+    runs = {}
+    for machine, role in ((quota_vm, "nfs_server"), (node_vm, "nfs_client")):
+        run = playbooks.run_playbook(workdir / role, inventories, {"nfs_server_homes_path": HOMES}, NFS_PLAYBOOK,
+                                     timeout=900, tags=role)
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+        print(f"{role} converged on {machine.name} in {run.seconds:.0f}s")
+        runs[machine.name] = run
+    return SimpleNamespace(hub=quota_vm, node=node_vm, runs=runs)
 
 
-def test_nfs_roles_export_and_mount_the_homes(nfs_vm):
-    """Both roles on one VM (server and client over loopback); that a second run changes nothing
-    is each role's molecule scenario's idempotence."""
-    first = recap(nfs_vm.nfs_run.stdout, nfs_vm.name)
-    print(f"nfs roles: {first}")
-    assert first["changed"] > 0
-    exports = nfs_vm.ssh("exportfs -v").stdout
-    assert HOMES in exports and "127.0.0.1" in exports and "root_squash" in exports, exports
-    fstype, source = nfs_vm.ssh(f"findmnt -n -o FSTYPE,SOURCE --mountpoint {NFS_MOUNT}").stdout.split()
-    assert (fstype, source) == ("nfs4", f"127.0.0.1:{HOMES}")
-    fstab = nfs_vm.ssh(f"findmnt --fstab -n -o SOURCE,OPTIONS --mountpoint {NFS_MOUNT}").stdout
-    assert f"127.0.0.1:{HOMES}" in fstab and "_netdev" in fstab, fstab
+def test_nfs_roles_export_to_the_node_only_and_it_mounts_the_homes(nfs):
+    """That a second run changes nothing is each role's molecule scenario's idempotence."""
+    for host, run in nfs.runs.items():
+        counts = recap(run.stdout, host)
+        print(f"{host}: {counts}")
+        assert counts["changed"] > 0 and counts["failed"] == 0, counts
+    exports = nfs.hub.ssh("exportfs -v").stdout
+    entries = re.findall(r"(\S+)\s+([^\s(]+)\(([^)]*)\)", exports)   # path, client, options
+    assert [(path, client) for path, client, _ in entries] == [(HOMES, NODE_IP)], exports
+    assert "root_squash" in entries[0][2].split(","), exports
+    fstype, source, options = nfs.node.ssh(f"findmnt -n -o FSTYPE,SOURCE,OPTIONS --mountpoint {HOMES}").stdout.split()
+    assert (fstype, source) == ("nfs4", f"{HUB_IP}:{HOMES}"), (fstype, source)
+    assert {f"addr={HUB_IP}", f"clientaddr={NODE_IP}"} <= set(options.split(",")), options   # over the link
+    fstab = nfs.node.ssh(f"findmnt --fstab -n -o SOURCE,OPTIONS --mountpoint {HOMES}").stdout
+    assert f"{HUB_IP}:{HOMES}" in fstab and "_netdev" in fstab, fstab
 
 
-def test_through_nfs_a_user_writes_as_their_uid_and_the_quota_holds(nfs_vm):
-    nfs_home = f"{NFS_MOUNT}/{USER}"
-    nfs_vm.ssh("python3", "-c", PY + f"import quota; quota.apply_quota({UID}, {LIMIT}, '{HOME}')")  # the spawner's
-    small = as_user(nfs_vm, f"echo hello > {nfs_home}/over-nfs && stat -c %u {HOME}/over-nfs")
-    assert small.returncode == 0 and small.stdout.strip() == str(UID), small.stdout + small.stderr
-    dd = as_user(nfs_vm, f"dd if=/dev/zero of={nfs_home}/big-nfs bs=1M count=12 conv=fsync")
+def test_on_the_node_a_user_writes_as_their_uid_and_the_quota_holds(nfs):
+    nfs.hub.ssh("python3", "-c", PY + f"import quota; quota.apply_quota({UID}, {LIMIT}, '{HOME}')")  # the spawner's
+    small = as_user(nfs.node, f"echo hello > {HOME}/over-nfs")
+    assert small.returncode == 0, small.stdout + small.stderr
+    owner = nfs.hub.ssh(f"stat -c %u {HOME}/over-nfs").stdout.strip()   # on the hub's disk
+    assert owner == str(UID), owner
+    dd = as_user(nfs.node, f"dd if=/dev/zero of={HOME}/big-nfs bs=1M count=12 conv=fsync")
     assert dd.returncode != 0 and "Disk quota exceeded" in dd.stderr, dd.stdout + dd.stderr
     # the disk space the file holds on the exported filesystem (its length may run ahead of it:
     # the client sends writes in parallel, and one past the quota can still extend the file)
-    blocks, block = map(int, nfs_vm.ssh(f"stat -c '%b %B' {HOME}/big-nfs").stdout.split())
-    print(f"as {USER} over NFS: dd of 12M into an {LIMIT >> 20}M quota stopped with {blocks * block} bytes "
-          f"on disk: {dd.stderr.strip()[-80:]!r}")
+    blocks, block = map(int, nfs.hub.ssh(f"stat -c '%b %B' {HOME}/big-nfs").stdout.split())
+    print(f"as {USER} (uid {UID}) on the node: dd of 12M into an {LIMIT >> 20}M quota stopped with "
+          f"{blocks * block} bytes on the hub's disk: {dd.stderr.strip()[-80:]!r}")
     assert blocks * block <= LIMIT, blocks * block
-    nfs_vm.ssh(f"rm -f {HOME}/big-nfs {HOME}/over-nfs")
+    nfs.hub.ssh(f"rm -f {HOME}/big-nfs {HOME}/over-nfs")
 
 
-def test_root_on_a_node_is_nobody_in_the_homes(nfs_vm):
-    """root_squash: root of the mounting machine cannot enter a user's home (0700) over NFS,
-    while the same root on the hub's own filesystem can."""
-    through_nfs = nfs_vm.ssh(f"touch {NFS_MOUNT}/{USER}/from-root", check=False)
-    assert through_nfs.returncode != 0 and "Permission denied" in through_nfs.stderr, through_nfs.stderr
-    nfs_vm.ssh(f"touch {HOME}/from-root && rm {HOME}/from-root")
+def test_root_on_the_node_is_nobody_in_the_homes(nfs):
+    """root_squash: root on the node cannot enter a user's home (0700) over NFS, while root on
+    the hub, on its own filesystem, can."""
+    on_node = nfs.node.ssh(f"touch {HOME}/from-root", check=False)
+    assert on_node.returncode != 0 and "Permission denied" in on_node.stderr, on_node.stdout + on_node.stderr
+    nfs.hub.ssh(f"touch {HOME}/from-root && rm {HOME}/from-root")
+
+
+def test_a_machine_not_in_the_export_list_cannot_mount(nfs):
+    """A third machine on the link, OUTSIDER_IP: a network namespace on the node with a macvlan
+    of its own on the link interface (its own MAC and address; its own NFS client, so its own
+    TCP connection from OUTSIDER_IP, and its own hostname, so its own NFSv4 client id). It
+    reaches the hub's port 2049 and its mount is refused by the server; exported to it for a
+    moment (exportfs, the role's options), the same mount succeeds: the export list decides."""
+    interface = nfs.node.ssh(f"ip -o -4 addr show to {NODE_IP}").stdout.split()[1]
+    nfs.node.ssh(f"ip netns add outsider && ip link add out0 link {interface} type macvlan mode bridge "
+                 f"&& ip link set out0 netns outsider && ip -n outsider addr add {OUTSIDER_IP}/24 dev out0 "
+                 f"&& ip -n outsider link set out0 up && mkdir -p /mnt/outsider "
+                 f"&& ip netns exec outsider timeout 30 bash -c 'exec 3<>/dev/tcp/{HUB_IP}/2049'", timeout=120)
+    mount = (f"ip netns exec outsider unshare --uts sh -c 'hostname outsider && timeout 120 mount -t nfs4 "
+             f"{HUB_IP}:{HOMES} /mnt/outsider && findmnt -n -o OPTIONS /mnt/outsider && umount /mnt/outsider'")
+    try:
+        refused = nfs.node.ssh(mount, check=False, timeout=200)
+        assert refused.returncode != 0 and "access denied by server" in refused.stderr, refused.stdout + refused.stderr
+        options = nfs.hub.ssh("exportfs -v").stdout.split(f"{NODE_IP}(", 1)[1].split(")", 1)[0]
+        nfs.hub.ssh(f"exportfs -o {options} {OUTSIDER_IP}:{HOMES}")
+        try:
+            allowed = nfs.node.ssh(mount, check=False, timeout=200)
+        finally:
+            nfs.hub.ssh(f"exportfs -u {OUTSIDER_IP}:{HOMES}")
+        assert allowed.returncode == 0 and f"clientaddr={OUTSIDER_IP}" in allowed.stdout, allowed.stdout + allowed.stderr
+        print(f"{OUTSIDER_IP}, not exported to: {refused.stderr.strip()!r}; exported to for a moment: mounted")
+    finally:
+        nfs.node.ssh("ip netns del outsider", check=False)
+    after = nfs.hub.ssh("exportfs -v").stdout   # the node's export as the role made it, the outsider's gone
+    assert NODE_IP in after and OUTSIDER_IP not in after, after
