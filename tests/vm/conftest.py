@@ -55,7 +55,6 @@ def converged_vm(tmp_path_factory, base_image):
         print(f"{machine.name}: docker role converged in {converged - started:.0f}s, "
               f"{base_image} loaded in {time.monotonic() - converged:.0f}s")
         machine.first_converge = first
-        machine.workdir = workdir
         yield machine
 
 

@@ -9,7 +9,7 @@ import docker
 import pytest
 
 from tests.harness.playbooks import recap
-from tests.vm.conftest import DOCKER_VARS, converge_docker
+from tests.vm.conftest import DOCKER_VARS
 
 pytestmark = pytest.mark.vm
 
@@ -99,11 +99,3 @@ def test_container_memory_limit_oom_kills_inside_the_slice(converged_vm, vm_engi
     assert container.status == "running"  # the kernel killed perl, not the container's sleep
     assert "perl=137" in container.logs().decode()
 
-
-def test_second_converge_changes_nothing(converged_vm):
-    second = converge_docker(converged_vm, converged_vm.workdir)
-    assert second.returncode == 0, second.stdout[-6000:] + second.stderr[-3000:]
-    counts = recap(second.stdout, converged_vm.name)
-    assert counts["changed"] == 0, [line for line in second.stdout.splitlines()
-                                    if line.startswith("changed:")]
-    assert counts["failed"] == 0
