@@ -559,8 +559,8 @@ def link(listener: VM, connector: VM, subnet: str = "10.10.10", timeout: float =
     """A private link between two running VMs, as a swarm's hub and worker have: qemu's socket
     netdev (TESTBED.md "Two VMs on a private link"), hot-plugged (VM.attach_link); `listener`
     gets SUBNET.1/24, `connector` SUBNET.2/24. Their addresses, once a TCP connection from the
-    connector to the listener's SSH port went across (bounded wait). Measured: 13-19 s for the
-    two hot-plugs and the first connection (a ping across ~3 ms)."""
+    connector to the listener's SSH port went across (bounded wait). Measured: 13-24 s for the
+    two hot-plugs and the first connection, the more on a busy machine (a ping across: ~3 ms)."""
     port = _free_port()
     first, second = f"{subnet}.1", f"{subnet}.2"
     listener.attach_link(f"listen=127.0.0.1:{port}", f"{first}/24", timeout)
