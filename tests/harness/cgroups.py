@@ -16,6 +16,12 @@ ROOT = Path("/sys/fs/cgroup")
 USERS_CPU_WEIGHT = 10000
 
 
+def v2_weight(shares: int) -> int:
+    """What runc writes to cgroup v2's cpu.weight for Docker's cpu.shares
+    (libcontainer/cgroups ConvertCPUSharesToCgroupV2Value)."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
 def unified() -> bool:
     return (ROOT / "cgroup.controllers").exists()
 

@@ -24,6 +24,8 @@ import pytest
 
 from profilespawner import dockerargs, labels
 from profilespawner.request import SpawnRequest
+from tests.harness.cgroups import v2_weight
+from tests.harness.processes import wait_for
 from tests.vm.exporter_bed import REPO, site_packages_tar
 
 pytestmark = pytest.mark.vm
@@ -40,22 +42,6 @@ NODE_CPUS, NODE_MEM = 1.0, 1000 * M
 LOOP = "while :; do sleep 0.2; done"
 BURSTABLE = SpawnRequest("Small", "Base", IMAGE, 0.5, 256 * M, 0.25, 100 * M)
 BEST_EFFORT = SpawnRequest("Tiny", "Base", IMAGE, 0.25, 128 * M, 0, 0)
-
-
-def v2_weight(shares: int) -> int:
-    """runc's cpu.shares -> cpu.weight (libcontainer ConvertCPUSharesToCgroupV2Value)."""
-    return 1 + ((shares - 2) * 9999) // 262142
-
-
-def wait_for(what: str, check, timeout: float, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:   # bounded
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +113,7 @@ def test_the_agent_restores_a_users_server_and_the_user_cannot_lower_its_score(a
     for name, (container, wanted) in servers.items():
         got = wait_for(f"the agent to restore {name} ({wanted})",
                        lambda c=container, w=wanted: (lambda s: s if restored(s, w) else None)(state(agent_vm, vm_engine, c)),
-                       timeout=120)
+                       timeout=120, interval=1.0)
         print(f"{name}: wanted {wanted}, got {got}")
         assert len(got["procs"].split()) >= 2   # init, sh and its current sleep
     # 100M of 1000M guaranteed: 900; best effort: 1000; 0.25 of 1 core: a quarter of the range

@@ -3,6 +3,7 @@ from hypothesis import strategies as st
 
 from profilespawner import dockerargs, labels, qos
 from profilespawner.request import SpawnRequest
+from tests.harness.cgroups import v2_weight
 
 from .conftest import G, M
 
@@ -65,11 +66,6 @@ def test_oom_score_adj_makes_badness_memory_above_guarantee():
     badness = lambda rss, g: rss + qos.oom_score_adj(g, cap) * cap / 1000  # noqa: E731
     assert badness(3 * G, 3.5 * G) < badness(200 * M, 0)
     assert badness(3 * G, 2 * G) > badness(500 * M, 0)  # 1 GiB above its guarantee goes first
-
-
-def v2_weight(shares: int) -> int:
-    """runc's cpu.shares -> cgroup v2 cpu.weight (libcontainer/cgroups ConvertCPUSharesToCgroupV2Value)."""
-    return 1 + ((shares - 2) * 9999) // 262142
 
 
 def kept(weights, guaranteed, capacity, besteffort, weight):
