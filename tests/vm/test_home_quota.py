@@ -100,10 +100,21 @@ def test_the_exporters_reader_agrees_with_quota(quota_vm):
     assert used >= LIMIT - 2 * 1024 ** 2   # the file written above
 
 
-def test_a_container_running_as_the_uid_is_held_by_the_quota(quota_vm, base_image):
-    quota_vm.load_image(base_image)
+TINY_IMAGE = "jbm-vm/tiny"   # the guest's own sh, dd and cat: no image load into the slow guest
+
+
+def tiny_image(vm) -> str:
+    """An image of the guest's own sh, dd and cat and their libc (`docker import`, seconds where
+    loading local/debian:bookworm takes minutes in the emulated guest)."""
+    vm.ssh(f"docker image inspect {TINY_IMAGE} >/dev/null 2>&1 || tar -C / -ch usr/bin/sh usr/bin/dash usr/bin/dd "
+           f"usr/bin/cat lib/x86_64-linux-gnu/libc.so.6 lib64/ld-linux-x86-64.so.2 | docker import - {TINY_IMAGE} "
+           ">/dev/null", timeout=120)
+    return TINY_IMAGE
+
+
+def test_a_container_running_as_the_uid_is_held_by_the_quota(quota_vm):
     quota_vm.ssh(f"rm -f {HOME}/big")
-    run = quota_vm.ssh(f"docker run --rm --user {UID}:{UID} --network none -v {HOME}:{HOME} {base_image} "
+    run = quota_vm.ssh(f"docker run --rm --user {UID}:{UID} --network none -v {HOME}:{HOME} {tiny_image(quota_vm)} "
                        f"dd if=/dev/zero of={HOME}/from-container bs=1M count=12", check=False, timeout=900)
     assert run.returncode != 0 and "Disk quota exceeded" in run.stderr, run.stdout + run.stderr
     owner, size = quota_vm.ssh(f"stat -c %u:%s {HOME}/from-container").stdout.strip().split(":")
@@ -166,21 +177,18 @@ def node_vm(request, quota_vm):
 
 @pytest.fixture(scope="module")
 def nfs(quota_vm, node_vm, tmp_path_factory):
-    """nfs_server on the hub, then nfs_client on the node, over SSH with the hub in [jupyterhub]
-    and the node in [jupyterhub_nodes] (each host's swarm_node_address its link address); only the
-    homes' path is set, the rest are the roles' defaults. One ansible-playbook run per role (the
-    playbook's tags), to time each; `runs` maps each VM's name to its role's run."""
+    """nfs_server on the hub, then nfs_client on the node, in one ansible-playbook run over SSH
+    (the playbook's two plays, as site.yml orders them) with the hub in [jupyterhub] and the node
+    in [jupyterhub_nodes] (each host's swarm_node_address its link address); only the homes' path
+    is set, the rest are the roles' defaults. `runs` maps each VM's name to the run."""
     quota_vm.ssh(f"rm -f {HOME}/big {HOME}/from-container")   # the quota tests' files: room again
     workdir = tmp_path_factory.mktemp("vm-nfs-roles")
     inventories = [quota_vm.inventory(workdir / "hub.ini", "jupyterhub", swarm_node_address=HUB_IP),
                    node_vm.inventory(workdir / "node.ini", "jupyterhub_nodes", swarm_node_address=NODE_IP)]
-    runs = {}
-    for machine, role in ((quota_vm, "nfs_server"), (node_vm, "nfs_client")):
-        run = playbooks.run_playbook(workdir / role, inventories, {"nfs_server_homes_path": HOMES}, NFS_PLAYBOOK,
-                                     timeout=900, tags=role)
-        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-        print(f"{role} converged on {machine.name} in {run.seconds:.0f}s")
-        runs[machine.name] = run
+    run = playbooks.run_playbook(workdir, inventories, {"nfs_server_homes_path": HOMES}, NFS_PLAYBOOK, timeout=900)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    print(f"nfs_server on {quota_vm.name} and nfs_client on {node_vm.name} converged in {run.seconds:.0f}s")
+    runs = {quota_vm.name: run, node_vm.name: run}
     return SimpleNamespace(hub=quota_vm, node=node_vm, runs=runs)
 
 
@@ -254,3 +262,47 @@ def test_a_machine_not_in_the_export_list_cannot_mount(nfs):
         nfs.node.ssh("ip netns del outsider", check=False)
     after = nfs.hub.ssh("exportfs -v").stdout   # the node's export as the role made it, the outsider's gone
     assert NODE_IP in after and OUTSIDER_IP not in after, after
+
+
+SWARM_POOL = "10.204.0.0/16"
+
+
+def test_a_swarm_task_on_the_node_works_in_the_users_home_on_the_hub(nfs):
+    """The two VMs form a swarm over the link (the hub the manager, as the swarm role makes it),
+    and a service pinned to the node runs as the user's uid with every capability dropped and the
+    home bound from the node's NFS mount, as the swarm spawner's services are: its file lands on
+    the hub's disk as the user's, and its writes past the quota fail there (EDQUOT)."""
+    hub, node = nfs.hub, nfs.node
+    hub.ssh("python3", "-c", PY + f"import quota; quota.apply_quota({UID}, {LIMIT}, '{HOME}')")  # the spawner's
+    started = time.monotonic()
+    hub.ssh(f"docker swarm init --advertise-addr {HUB_IP} --listen-addr {HUB_IP}:2377 "
+            f"--default-addr-pool {SWARM_POOL} >/dev/null", timeout=120)
+    try:
+        token = hub.ssh("docker swarm join-token -q worker").stdout.strip()
+        node.ssh(f"docker swarm join --advertise-addr {NODE_IP} --token {token} {HUB_IP}:2377", timeout=120)
+        node_id = node.ssh("docker info -f '{{.Swarm.NodeID}}'").stdout.strip()
+        image = tiny_image(node)   # on the node only: --no-resolve-image, no registry
+        formed = time.monotonic()
+        script = (f"echo from-task > {HOME}/from-task && cat {HOME}/from-task; "
+                  f"dd if=/dev/zero of={HOME}/big-task bs=1M count=12 conv=fsync; echo dd-exit=$?")
+        hub.ssh(f"docker service create -d --name jupyter-{USER} --no-resolve-image --restart-condition none "
+                f"--constraint node.id=={node_id} --user {UID}:{UID} --cap-drop ALL --workdir {HOME} "
+                f"--mount type=bind,source={HOME},target={HOME} {image} sh -c '{script}'", timeout=120)
+        for _ in range(120):   # bounded: the task's state, from the manager, a second apart
+            states = hub.ssh(f"docker service ps --format '{{{{.Node}}}} {{{{.CurrentState}}}} {{{{.Error}}}}' "
+                             f"jupyter-{USER}").stdout.strip()
+            if states.split(" ", 2)[1:2] in (["Complete"], ["Failed"], ["Rejected"]):
+                break
+            time.sleep(1)
+        logs = hub.ssh(f"docker service logs --raw jupyter-{USER} 2>&1", timeout=120).stdout   # its stdout and stderr
+        print(f"swarm of the two VMs formed in {formed - started:.0f}s; task: {states!r}; its output: {logs!r}")
+        assert states.split(" ", 2)[1] == "Complete", states
+        assert "from-task" in logs and "Disk quota exceeded" in logs and "dd-exit=1" in logs, logs
+        owner, content = hub.ssh(f"stat -c %u {HOME}/from-task && cat {HOME}/from-task").stdout.split()
+        assert (owner, content) == (str(UID), "from-task")   # on the hub's disk, the user's
+        blocks, block = map(int, hub.ssh(f"stat -c '%b %B' {HOME}/big-task").stdout.split())
+        assert blocks * block <= LIMIT, blocks * block
+    finally:
+        hub.ssh(f"docker service rm jupyter-{USER}; rm -f {HOME}/from-task {HOME}/big-task", check=False)
+        node.ssh("docker swarm leave --force", check=False, timeout=120)
+        hub.ssh("docker swarm leave --force", check=False, timeout=120)
