@@ -195,7 +195,7 @@ def read_file(path: str) -> bytes:
         os.close(fd)
 
 
-def _int_file(path: str, default: int | None = None) -> int | None:
+def int_file(path: str, default: int | None = None) -> int | None:
     try:
         return int(read_file(path))
     except (OSError, ValueError):
@@ -255,13 +255,13 @@ def read_stats(cg: ContainerCgroup, limits: Limits | None = None) -> CgroupStats
 
 def _limits_v1(cg: ContainerCgroup) -> Limits:
     mem = cg.dir("memory")
-    limit = _int_file(f"{mem}/memory.limit_in_bytes")
-    soft = _int_file(f"{mem}/memory.soft_limit_in_bytes")
+    limit = int_file(f"{mem}/memory.limit_in_bytes")
+    soft = int_file(f"{mem}/memory.soft_limit_in_bytes")
     cpu = cg.dir("cpu")
     cpu_limit = None
     if cpu:
-        quota = _int_file(f"{cpu}/cpu.cfs_quota_us", -1)
-        period = _int_file(f"{cpu}/cpu.cfs_period_us", 0)
+        quota = int_file(f"{cpu}/cpu.cfs_quota_us", -1)
+        period = int_file(f"{cpu}/cpu.cfs_period_us", 0)
         if quota and quota > 0 and period:
             cpu_limit = quota / period
     return Limits(memory_limit_bytes=limit if limit is not None and limit < V1_UNLIMITED else None,
@@ -277,16 +277,16 @@ def _read_v1(cg: ContainerCgroup, limits: Limits | None) -> CgroupStats:
     limits = limits or _limits_v1(cg)
     cpuacct, pids = cg.dir("cpuacct"), cg.dir("pids")
     return CgroupStats(
-        cpu_seconds=(_int_file(f"{cpuacct}/cpuacct.usage", 0) if cpuacct else 0) / 1e9,
+        cpu_seconds=(int_file(f"{cpuacct}/cpuacct.usage", 0) if cpuacct else 0) / 1e9,
         memory_usage_bytes=usage,
         memory_working_set_bytes=max(0, usage - inactive),
         memory_rss_bytes=keyed_value(stat, b"total_rss", keyed_value(stat, b"rss")),
         memory_limit_bytes=limits.memory_limit_bytes,
         memory_reservation_bytes=limits.memory_reservation_bytes,
         cpu_limit_cores=limits.cpu_limit_cores,
-        pids=_int_file(f"{pids}/pids.current", 0) if pids else 0,
+        pids=int_file(f"{pids}/pids.current", 0) if pids else 0,
         oom_kills=keyed_value(read_or_empty(f"{mem}/memory.oom_control"), b"oom_kill"),
-        own_limit_hits=_int_file(f"{mem}/memory.failcnt", 0) or 0,
+        own_limit_hits=int_file(f"{mem}/memory.failcnt", 0) or 0,
     )
 
 
@@ -324,7 +324,7 @@ def _read_v2(d: str, limits: Limits | None) -> CgroupStats:
         memory_limit_bytes=limits.memory_limit_bytes,
         memory_reservation_bytes=limits.memory_reservation_bytes,
         cpu_limit_cores=limits.cpu_limit_cores,
-        pids=_int_file(f"{d}/pids.current", 0) or 0,
+        pids=int_file(f"{d}/pids.current", 0) or 0,
         oom_kills=keyed_value(events, b"oom_kill"),
         own_limit_hits=keyed_value(events, b"oom"),
     )
@@ -341,7 +341,7 @@ def ancestor_memory_limit(cg: ContainerCgroup, root: str) -> int | None:
         if cg.mode == V2:
             limit = _max_or_none(f"{d}/memory.max")
         else:
-            limit = _int_file(f"{d}/memory.limit_in_bytes")
+            limit = int_file(f"{d}/memory.limit_in_bytes")
             limit = limit if limit is not None and limit < V1_UNLIMITED else None
         if limit is not None and (tightest is None or limit < tightest):
             tightest = limit
@@ -372,6 +372,6 @@ def reached_own_limit(cg: ContainerCgroup) -> bool:
     if cg.mode == V2:
         return False
     mem = cg.dir("memory")
-    limit = _int_file(f"{mem}/memory.limit_in_bytes")
-    peak = _int_file(f"{mem}/memory.max_usage_in_bytes")
+    limit = int_file(f"{mem}/memory.limit_in_bytes")
+    peak = int_file(f"{mem}/memory.max_usage_in_bytes")
     return limit is not None and limit < V1_UNLIMITED and peak is not None and peak >= limit - 4096

@@ -5,7 +5,8 @@ therefore puts the rest of its single-server Docker arguments (profilespawner/do
 JSON in the container label `org.jupyterhub-baremetal.host-config`, and this agent, one per node,
 applies it with the engine's container update:
 
-- cpu_shares      (the QoS class's CPU weight: 1024 per guaranteed core, best effort 2),
+- cpu_shares      (the QoS class's CPU weight: on a node, the guarantee's part of the node's
+  CPU label of the kernel's range, profilespawner.qos.node_cpu_shares; best effort 2),
 - mem_reservation (the memory guarantee: the v1 soft limit, memory.low on v2),
 - memswap_limit   (= the memory limit: no escape into swap),
 - pids_limit,
@@ -169,14 +170,6 @@ def _docker_client(url: str | None):
     return docker.from_env(timeout=30)
 
 
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):   # the process is gone, or the file is not a number
-        return None
-
-
 class Agent:
     """The thin shell: list, inspect and update containers through docker-py; oom_score_adj
     through the container's cgroup (`cgroup_root`) and /proc (`proc_root`)."""
@@ -251,7 +244,7 @@ class Agent:
             except OSError as e:   # the container stopped meanwhile
                 log.info("container %s: %s unreadable (%s); it is gone", name, procs, e)
                 break
-            scores = {pid: _read_int(f"{self._proc_root}/{pid}/oom_score_adj") for pid in pids}
+            scores = {pid: cgroups.int_file(f"{self._proc_root}/{pid}/oom_score_adj") for pid in pids}  # None: gone
             todo = to_raise({pid: s for pid, s in scores.items() if s is not None}, wanted)
             if not todo:
                 break
